@@ -1,0 +1,131 @@
+"""What a component gets from the runner while it works: seed, scratch space, progress, the
+executor seam and a place to record skipped inputs and report values.
+
+The executor is the one seam between "what a stage computes" and "where it runs": batch stages
+(render, segment, stylise) call `ctx.map`, so a distributed engine can replace `LocalExecutor`
+without touching a component or a recipe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Executor(Protocol):
+    def map(self, fn: Callable[[T], R], items: Sequence[T], description: str = "") -> Iterator[R]: ...
+
+
+@dataclass
+class LocalExecutor:
+    """Runs `fn` over items in this process (workers <= 1) or in a process pool.
+
+    Results come back in order. `fn` must be a picklable top-level function when workers > 1.
+    """
+
+    workers: int = 1
+
+    def map(self, fn, items, description=""):
+        if self.workers <= 1 or len(items) <= 1:
+            for item in items:
+                yield fn(item)
+            return
+        with ProcessPoolExecutor(max_workers=self.workers) as pool:
+            yield from pool.map(fn, items)
+
+
+class Progress(Protocol):
+    def __call__(self, items: Iterable[T], total: int | None = None, description: str = "") -> Iterator[T]: ...
+
+
+def plain_progress(items, total=None, description=""):
+    yield from items
+
+
+def rich_progress(items, total=None, description=""):
+    """A rich progress bar on stderr; falls back to plain iteration when output is not a TTY."""
+    from rich.progress import track
+
+    yield from track(items, total=total, description=description or "working", transient=True)
+
+
+@dataclass
+class SkipLog:
+    """Inputs a stage could not use: each recorded with path and reason, none silently lost."""
+
+    entries: list[dict[str, str]] = field(default_factory=list)
+
+    def record(self, path: str | os.PathLike, reason: str) -> None:
+        self.entries.append({"path": str(path), "reason": reason})
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for e in self.entries:
+            key = e["reason"].split(":")[0]
+            out[key] = out.get(key, 0) + 1
+        return out
+
+
+@dataclass
+class StageContext:
+    """Handed to every component call that does real work.
+
+    - `workdir`: scratch space that survives a crash of the run (checkpoints live here), keyed
+      like the stage output, so a rerun of the same stage finds it again.
+    - `seed`: the stage's seed; components derive all randomness from it.
+    - `report`: values the stage wants in `report.json` (flat or nested, JSON-serialisable).
+    - `figures`: PNG files (relative to the stage output) the human report should show.
+    """
+
+    workdir: Path
+    seed: int = 0
+    device: str = "cpu"
+    executor: Executor = field(default_factory=LocalExecutor)
+    progress: Progress = plain_progress
+    skipped: SkipLog = field(default_factory=SkipLog)
+    report: dict[str, Any] = field(default_factory=dict)
+    figures: list[str] = field(default_factory=list)
+    log: Callable[[str], None] = print
+
+    def map(self, fn, items, description=""):
+        items = list(items)
+        return self.progress(self.executor.map(fn, items, description), total=len(items), description=description)
+
+    @classmethod
+    def for_tests(cls, workdir: str | os.PathLike, seed: int = 0) -> "StageContext":
+        path = Path(workdir)
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(workdir=path, seed=seed, log=lambda _msg: None)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON under a temporary name and rename, so a crash never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling path; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    tmp = path.with_name("." + path.name + ".tmp")
+    yield tmp
+    os.replace(tmp, path)

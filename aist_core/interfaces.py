@@ -1,0 +1,284 @@
+"""The eight plugin kinds and their contracts.
+
+A plugin is a class that subclasses one of these and is registered under a name (see
+`aist_core.registry`). Constructor keyword arguments are the recipe parameters: the recipe loader
+checks them against the signature and its type hints, so give every parameter a default and a
+plain type (int, float, bool, str, tuple/list of those, Path, or a nested component kind).
+
+Shared conventions:
+- Images crossing an interface are NumPy arrays, channels last: photos (H, W, 3) uint8 RGB;
+  renders and crops (H, W, 4) uint8 RGBA where alpha == 0 means background.
+- Datasets crossing an interface are folders in the AIST views format (`aist_core.dataset`).
+- Randomness comes only from `StageContext.seed` or an explicit `np.random.Generator`, so a
+  component is deterministic under a seed (up to floating-point non-associativity on GPUs).
+- `device` is a constructor parameter ("cpu", "cuda", "cuda:1"); components move their own
+  tensors and never assume a GPU.
+- The core imports no torch: translators, losses and models import it inside their modules.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:  # the core never imports torch at run time
+    import torch
+
+    from aist_core.context import StageContext
+
+KINDS = (
+    "dataset_source",
+    "segmenter",
+    "filter",
+    "normalizer",
+    "translator",
+    "annotation_loss",
+    "shape_pose_model",
+    "metric",
+)
+
+
+class Component(abc.ABC):
+    """Base of every plugin kind."""
+
+    kind: ClassVar[str] = ""
+
+    @classmethod
+    @abc.abstractmethod
+    def example(cls) -> "Component":
+        """The smallest instance that runs on a CPU in about a second (used by contract tests)."""
+
+
+# --------------------------------------------------------------------------------------------
+class DatasetSource(Component):
+    """Produces or reads a dataset and writes it in the AIST views format.
+
+    `build(out, ctx)` writes any of:
+      out/synthetic/  multi-view RGBA renders with cameras and ground-truth clouds (DPC-like);
+      out/photos/     full-frame photos with boxes (ground truth for evaluation only, if known).
+    It returns a summary dict of counts (merged into the report). Building is resumable: a second
+    call on a partially written `out` finishes the missing items and redoes nothing. Unreadable
+    inputs are recorded in `ctx.skipped` with path and reason, never raised.
+    """
+
+    kind = "dataset_source"
+
+    @abc.abstractmethod
+    def build(self, out: Path, ctx: "StageContext") -> dict[str, Any]: ...
+
+
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Instance:
+    """One segmented object in a photo.
+
+    mask: (H, W) bool, same size as the photo; box: (x0, y0, x1, y1) predicted box in pixels,
+    x1/y1 exclusive; label: class name in the COCO vocabulary ("car", "truck", ...);
+    score: confidence in [0, 1].
+    """
+
+    mask: np.ndarray
+    box: tuple[float, float, float, float]
+    label: str
+    score: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def box_area(self) -> float:
+        x0, y0, x1, y1 = self.box
+        return max(0.0, x1 - x0) * max(0.0, y1 - y0)
+
+
+class Segmenter(Component):
+    """Finds object instances in photos.
+
+    `segment(images, boxes)` takes a batch of (H, W, 3) uint8 RGB photos and optional per-image
+    hint boxes (float array (K, 4) x0, y0, x1, y1, as datasets like Stanford Cars provide; a
+    segmenter may ignore them) and returns one list of `Instance` per image, masks at full image
+    size. Deterministic for fixed weights and inputs.
+    """
+
+    kind = "segmenter"
+
+    @abc.abstractmethod
+    def segment(
+        self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None] | None = None
+    ) -> list[list[Instance]]: ...
+
+
+# --------------------------------------------------------------------------------------------
+class Filter(Component):
+    """One rejection rule of seed report chapter 3.
+
+    `check(image, instance)` returns None to keep the instance or a short reason string (the
+    filter's `reason`) to reject it; the runner counts rejections by reason. Pure and
+    deterministic: no state, no randomness.
+    """
+
+    kind = "filter"
+    reason: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def check(self, image: np.ndarray, instance: Instance) -> str | None: ...
+
+
+# --------------------------------------------------------------------------------------------
+class Normalizer(Component):
+    """Turns a kept instance into a normalised RGBA crop (seed report 3.2.1 and 4.1.1).
+
+    `fit(synthetic_alphas)` learns what it needs from the synthetic domain (for example the
+    foreground/background ratio distribution) from (H, W) uint8 alpha channels.
+    `normalize(image, instance, rng)` returns an (S, S, 4) uint8 RGBA crop, S = `size`, with
+    alpha = 255 * mask; all randomness from `rng`.
+    `state()` returns JSON-serialisable fitted values for the report.
+    """
+
+    kind = "normalizer"
+    size: int = 128
+
+    @abc.abstractmethod
+    def fit(self, synthetic_alphas: Sequence[np.ndarray]) -> None: ...
+
+    @abc.abstractmethod
+    def normalize(self, image: np.ndarray, instance: Instance, rng: np.random.Generator) -> np.ndarray: ...
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+
+# --------------------------------------------------------------------------------------------
+class AnnotationLoss(Component):
+    """An extra generator loss that keeps annotations through translation (seed report 4.1).
+
+    `forward(source, translated, cache)` takes the generator's input and output, (B, C, H, W)
+    float tensors in [-1, 1] on the same device (C = 3, or 4 in true-alpha mode with alpha in
+    channel 3), and returns an unweighted, non-negative scalar tensor that is differentiable with
+    respect to `translated`. `cache` is a dict shared by all losses for one batch and direction:
+    features of the fixed `source` belong there so they are computed once per batch.
+    The translator multiplies by `weight_a2b` (G: A -> B, synthetic to real) or `weight_b2a`.
+    """
+
+    kind = "annotation_loss"
+
+    def __init__(self, weight_a2b: float = 1.0, weight_b2a: float = 1.0):
+        self.weight_a2b = float(weight_a2b)
+        self.weight_b2a = float(weight_b2a)
+
+    def to(self, device: str) -> "AnnotationLoss":
+        return self
+
+    @abc.abstractmethod
+    def forward(self, source: "torch.Tensor", translated: "torch.Tensor", cache: dict) -> "torch.Tensor": ...
+
+    def __call__(self, source, translated, cache=None):
+        return self.forward(source, translated, {} if cache is None else cache)
+
+
+# --------------------------------------------------------------------------------------------
+class Translator(Component):
+    """Unpaired image translation between domain A (synthetic renders) and B (real crops).
+
+    `fit(domain_a, domain_b, workdir, ctx)` trains on the `train` split of two views datasets
+    and leaves a checkpoint in `workdir`; it resumes from the last checkpoint there.
+    `save(path)` / `load(path)` write and read the trained weights (a folder).
+    `stylize(images)` maps a batch of (B, H, W, 4) uint8 RGBA renders of domain A to domain B and
+    returns the same shape and dtype; the alpha channel is returned unchanged, so masks carry over.
+    """
+
+    kind = "translator"
+    losses: Sequence[AnnotationLoss] = ()
+
+    @abc.abstractmethod
+    def fit(self, domain_a: Path, domain_b: Path, workdir: Path, ctx: "StageContext") -> None: ...
+
+    @abc.abstractmethod
+    def save(self, path: Path) -> None: ...
+
+    @abc.abstractmethod
+    def load(self, path: Path) -> None: ...
+
+    @abc.abstractmethod
+    def stylize(self, images: np.ndarray) -> np.ndarray: ...
+
+
+# --------------------------------------------------------------------------------------------
+class ShapePoseModel(Component):
+    """Single-view shape (point cloud) and pose (quaternion) prediction (seed report chapter 5).
+
+    `fit(dataset, workdir, ctx)` trains on the `train` split of a views dataset (multi-view
+    objects with masks in alpha), resuming from checkpoints in `workdir`.
+    `predict(images)` takes (B, H, W, 4) uint8 RGBA and returns points (B, N, 3) float32 in the
+    object frame (within [-0.5, 0.5]^3) and poses (B, 4) float32 unit quaternions [w, x, y, z]
+    in the DPC camera convention (`aist_core.camera`).
+    """
+
+    kind = "shape_pose_model"
+
+    @abc.abstractmethod
+    def fit(self, dataset: Path, workdir: Path, ctx: "StageContext") -> None: ...
+
+    @abc.abstractmethod
+    def save(self, path: Path) -> None: ...
+
+    @abc.abstractmethod
+    def load(self, path: Path) -> None: ...
+
+    @abc.abstractmethod
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+# --------------------------------------------------------------------------------------------
+@dataclass
+class EvalSet:
+    """Predictions on one test set, with whatever ground truth exists for it.
+
+    points: per image (N, 3) predicted cloud; quaternions: (M, 4) predicted poses;
+    gt_points: per image ground-truth cloud or None; gt_quaternions: (M, 4) or None;
+    masks: (M, S, S) bool observed masks (alpha > 0) or None; object_ids: per image.
+    """
+
+    name: str
+    points: list[np.ndarray]
+    quaternions: np.ndarray
+    object_ids: list[str]
+    gt_points: list[np.ndarray] | None = None
+    gt_quaternions: np.ndarray | None = None
+    masks: np.ndarray | None = None
+
+
+class Metric(Component):
+    """Numbers from predictions and ground truth (seed report 5.4 and 6.3).
+
+    `fit(validation)` estimates what the metric needs from validation predictions (for example
+    the global rotation aligning the model's frame to ground truth); it may do nothing.
+    `compute(test)` returns a flat dict of finite floats; a metric whose ground truth is absent
+    in `test` returns {} (so it can run on every test set). `needs` names the EvalSet fields used.
+    """
+
+    kind = "metric"
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    def fit(self, validation: EvalSet) -> None:
+        return None
+
+    def applicable(self, test: EvalSet) -> bool:
+        return all(getattr(test, name) is not None for name in self.needs)
+
+    @abc.abstractmethod
+    def compute(self, test: EvalSet) -> dict[str, float]: ...
+
+
+KIND_CLASSES: dict[str, type[Component]] = {
+    "dataset_source": DatasetSource,
+    "segmenter": Segmenter,
+    "filter": Filter,
+    "normalizer": Normalizer,
+    "translator": Translator,
+    "annotation_loss": AnnotationLoss,
+    "shape_pose_model": ShapePoseModel,
+    "metric": Metric,
+}

@@ -1,0 +1,18 @@
+"""AIST's first-party plugins, registered through the same entry-point hook a third party uses.
+
+Each area lists its components in its package's `REGISTRY` as (kind, name, "module:Class");
+nothing heavy is imported here, so `aist plugins` stays fast.
+"""
+
+from aist_core.hookspecs import hookimpl
+
+AREAS = ("datasets", "segmentation", "translation", "shape_pose", "metrics")
+
+
+@hookimpl
+def aist_register(registry):
+    import importlib
+
+    for area in AREAS:
+        for kind, name, target in importlib.import_module(f"aist_plugins.{area}").REGISTRY:
+            registry.add(kind, name, target)

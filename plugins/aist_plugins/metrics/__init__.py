@@ -1,0 +1,3 @@
+"""First-party metrics plugins. REGISTRY lists (kind, name, "module:Class"); keep imports light."""
+
+REGISTRY: list[tuple[str, str, str]] = []
