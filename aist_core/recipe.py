@@ -1,0 +1,454 @@
+"""TOML recipes: load, override, validate against component signatures, before any work starts.
+
+    schema = 1
+    seed = 0
+    [dataset]                  # one table per stage
+    use = "procedural-cars"    # the component, by registered name
+    n_objects = 60             # every other key: a keyword parameter of that component
+    [[filter]]                 # stages with several components use arrays of tables
+    use = "score"
+    [[translate.losses]]       # nested components (a parameter typed list[AnnotationLoss])
+    use = "alpha"
+    [experiments.exp2]         # optional: named variants, deep-merged onto the stages above
+    train_on = "stylized"
+
+Errors read `recipe.toml:LINE: key.path: what is wrong`, list the accepted names and offer a
+"did you mean". No dotted import paths and no code: `use` only takes registered names.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import re
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from aist_core.interfaces import KIND_CLASSES, Component
+from aist_core.registry import PluginError, Registry
+
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What the runner needs to know about a stage table: its component kind and own options."""
+
+    kind: str | None  # component kind picked with `use`; None: the stage has no component
+    multiple: bool = False  # an array of tables, one component each (filters)
+    options: dict[str, Any] = field(default_factory=dict)  # stage options and their defaults
+    required: bool = False
+
+
+STAGES: dict[str, StageSpec] = {
+    "dataset": StageSpec("dataset_source", required=True),
+    "photos": StageSpec("dataset_source"),
+    "segment": StageSpec("segmenter", options={"batch_size": 4}),
+    "filter": StageSpec("filter", multiple=True),
+    "normalize": StageSpec("normalizer", options={"test_fraction": 0.2}),
+    "translate": StageSpec("translator"),
+    "stylize": StageSpec(None, options={"batch_size": 16}),
+    "shape_pose": StageSpec("shape_pose_model", required=True),
+    "evaluate": StageSpec(None, options={"metrics": []}),
+}
+TOP_LEVEL = {"schema", "seed", "name", "description", "experiments"} | set(STAGES)
+EXPERIMENT_KEYS = {"train_on"} | set(STAGES)
+TRAIN_ON = ("synthetic", "stylized")
+
+
+class RecipeError(ValueError):
+    """One or more problems in a recipe; `str()` has one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+# ---------------------------------------------------------------------------- line numbers
+class LineIndex:
+    """Maps key paths ("translate.losses[1].weight_a2b") to the line that set them.
+
+    A small scanner over the TOML text (tomllib keeps no positions): table headers, array-of-
+    table headers and `key = value` lines, which is all a recipe uses.
+    """
+
+    HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
+    KEY = re.compile(r"^\s*([A-Za-z0-9_\-\.\"']+)\s*=")
+
+    def __init__(self, text: str):
+        self.lines: dict[str, int] = {}
+        counters: dict[str, int] = {}
+        prefix = ""
+        for lineno, line in enumerate(text.splitlines(), 1):
+            header = self.HEADER.match(line)
+            if header:
+                name = _unquote(header.group(2))
+                if header.group(1) == "[[":
+                    counters[name] = counters.get(name, -1) + 1
+                    prefix = f"{name}[{counters[name]}]"
+                else:
+                    prefix = name
+                self.lines.setdefault(prefix, lineno)
+                continue
+            key = self.KEY.match(line)
+            if key:
+                path = f"{prefix}.{_unquote(key.group(1))}" if prefix else _unquote(key.group(1))
+                self.lines.setdefault(path, lineno)
+
+    def line(self, path: str) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path.rsplit(".", 1)[0] if "." in path else ""
+        return None
+
+
+def _unquote(key: str) -> str:
+    return ".".join(part.strip().strip("\"'") for part in key.split("."))
+
+
+# ---------------------------------------------------------------------------- loading
+@dataclass
+class Recipe:
+    path: Path
+    data: dict[str, Any]
+    index: LineIndex
+
+    def where(self, key_path: str) -> str:
+        line = self.index.line(key_path)
+        return f"{self.path}:{line}" if line else str(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.data.get("name") or self.path.stem
+
+    @property
+    def seed(self) -> int:
+        return int(self.data.get("seed", 0))
+
+    def experiments(self) -> dict[str, dict[str, Any]]:
+        """Each experiment's full stage tables (base deep-merged with its overrides)."""
+        base = {k: v for k, v in self.data.items() if k in STAGES}
+        variants = self.data.get("experiments") or {"main": {}}
+        out = {}
+        for name, override in variants.items():
+            merged = _deep_merge(copy.deepcopy(base), {k: v for k, v in override.items() if k in STAGES})
+            default_train_on = "stylized" if "translate" in merged else "synthetic"
+            merged["train_on"] = override.get("train_on", default_train_on)
+            out[name] = merged
+        return out
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe and apply `--set key.path=value` overrides (values parsed as TOML)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RecipeError([f"{path}: cannot read recipe ({exc.strerror or exc})"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError([f"{path}: invalid TOML: {exc}"]) from None
+    recipe = Recipe(path, data, LineIndex(text))
+    for item in overrides or []:
+        _apply_override(recipe, item)
+    return recipe
+
+
+def _apply_override(recipe: Recipe, item: str) -> None:
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise RecipeError([f"--set {item!r}: expected key.path=value"])
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # bare words are strings: --set dataset.use=dpc
+    node = recipe.data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        index = re.fullmatch(r"(.+)\[(\d+)\]", part)
+        if index:
+            node = node.setdefault(index.group(1), [])[int(index.group(2))]
+        else:
+            node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RecipeError([f"--set {key}: {part} is not a table"])
+    node[parts[-1]] = value
+
+
+# ---------------------------------------------------------------------------- validation
+@dataclass
+class ComponentSpec:
+    """A validated component choice: kind, registered name and its keyword parameters."""
+
+    kind: str
+    name: str
+    params: dict[str, Any]
+
+    def build(self, registry: Registry) -> Component:
+        cls = registry.load(self.kind, self.name)
+        params = {
+            k: ([spec.build(registry) for spec in v] if _is_spec_list(v) else v) for k, v in self.params.items()
+        }
+        return cls(**params)
+
+    def resolved(self, registry: Registry) -> dict[str, Any]:
+        """Name, all parameters with defaults filled in, and the plugin's version: the cache key."""
+        entry = registry.get(self.kind, self.name)
+        defaults = {
+            name: p.default
+            for name, p in inspect.signature(entry.load().__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty and name != "self"
+        }
+        params = {**defaults, **self.params}
+        return {
+            "use": self.name,
+            "distribution": f"{entry.distribution}=={entry.version}",
+            "params": {
+                k: ([s.resolved(registry) for s in v] if _is_spec_list(v) else _plain(v)) for k, v in sorted(params.items())
+            },
+        }
+
+
+def _is_spec_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, ComponentSpec) for v in value)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+@dataclass
+class ValidatedStage:
+    name: str
+    components: list[ComponentSpec]  # one, several (filter), or none (stylize, evaluate)
+    options: dict[str, Any]
+
+
+def validate(recipe: Recipe, registry: Registry) -> dict[str, dict[str, Any]]:
+    """Check the whole recipe; return {experiment: {"train_on": ..., stage: ValidatedStage}}.
+
+    Raises RecipeError listing every problem found, each with file, line and key path.
+    """
+    problems: list[str] = []
+    data = recipe.data
+    if data.get("schema") != SCHEMA:
+        problems.append(f"{recipe.where('schema')}: schema: expected schema = {SCHEMA}, got {data.get('schema')!r}")
+    for key in data:
+        if key not in TOP_LEVEL:
+            problems.append(_unknown(recipe, key, key, sorted(TOP_LEVEL), "top-level key"))
+    for name, override in (data.get("experiments") or {}).items():
+        if not isinstance(override, dict):
+            problems.append(f"{recipe.where(f'experiments.{name}')}: experiments.{name}: must be a table")
+            continue
+        for key in override:
+            if key not in EXPERIMENT_KEYS:
+                problems.append(_unknown(recipe, f"experiments.{name}.{key}", key, sorted(EXPERIMENT_KEYS), "experiment key"))
+        if override.get("train_on", "synthetic") not in TRAIN_ON:
+            problems.append(
+                f"{recipe.where(f'experiments.{name}.train_on')}: experiments.{name}.train_on: "
+                f"{override['train_on']!r} is not one of {', '.join(TRAIN_ON)}"
+            )
+    if problems:
+        raise RecipeError(problems)
+
+    out: dict[str, dict[str, Any]] = {}
+    for exp_name, tables in recipe.experiments().items():
+        # Report each problem once: the base tables are shared by every experiment.
+        prefix = "" if "experiments" not in data else f"experiments.{exp_name}."
+        stages: dict[str, Any] = {"train_on": tables.pop("train_on")}
+        for stage, spec in STAGES.items():
+            if stage not in tables:
+                if spec.required:
+                    problems.append(f"{recipe.path}: {stage}: missing [{stage}] table (required)")
+                continue
+            stages[stage] = _validate_stage(recipe, registry, stage, spec, tables[stage], problems, prefix)
+        if stages["train_on"] == "stylized" and "translate" not in stages:
+            problems.append(f"{recipe.path}: {prefix}train_on: 'stylized' needs a [translate] table")
+        if "translate" in stages and "normalize" not in stages:
+            problems.append(f"{recipe.path}: translate: needs real crops: add [segment], [[filter]] and [normalize]")
+        out[exp_name] = stages
+    problems = list(dict.fromkeys(problems))
+    if problems:
+        raise RecipeError(problems)
+    return out
+
+
+def _validate_stage(recipe, registry, stage, spec, table, problems, prefix) -> ValidatedStage:
+    options = dict(spec.options)
+    components: list[ComponentSpec] = []
+    if spec.multiple:
+        tables = table if isinstance(table, list) else [table]
+        for i, sub in enumerate(tables):
+            c = _validate_component(recipe, registry, spec.kind, sub, f"{stage}[{i}]", problems, set())
+            if c:
+                components.append(c)
+        return ValidatedStage(stage, components, options)
+    if not isinstance(table, dict):
+        problems.append(f"{recipe.where(stage)}: {stage}: must be a table")
+        return ValidatedStage(stage, [], options)
+    own = {k: v for k, v in table.items() if k in spec.options}
+    for key, value in own.items():
+        if key == "metrics":
+            metric_tables = value if isinstance(value, list) else [value]
+            own[key] = [
+                c
+                for i, sub in enumerate(metric_tables)
+                if (c := _validate_component(recipe, registry, "metric", sub, f"{stage}.metrics[{i}]", problems, set()))
+            ]
+        elif not _type_ok(value, type(spec.options[key])):
+            problems.append(f"{recipe.where(f'{stage}.{key}')}: {stage}.{key}: expected {type(spec.options[key]).__name__}, got {value!r}")
+    options.update(own)
+    if spec.kind is None:
+        for key in table:
+            if key not in spec.options:
+                problems.append(_unknown(recipe, f"{stage}.{key}", key, sorted(spec.options), "option"))
+        return ValidatedStage(stage, [], options)
+    rest = {k: v for k, v in table.items() if k not in spec.options}
+    c = _validate_component(recipe, registry, spec.kind, rest, stage, problems, set(spec.options))
+    return ValidatedStage(stage, [c] if c else [], options)
+
+
+def _validate_component(recipe, registry, kind, table, path, problems, stage_options) -> ComponentSpec | None:
+    if not isinstance(table, dict):
+        problems.append(f"{recipe.where(path)}: {path}: must be a table with use = \"name\"")
+        return None
+    name = table.get("use")
+    available = registry.names(kind)
+    if not isinstance(name, str):
+        problems.append(f"{recipe.where(path)}: {path}.use: missing; pick a {kind}: {', '.join(available) or 'none installed'}")
+        return None
+    if name not in available:
+        problems.append(_unknown(recipe, f"{path}.use", name, available, kind))
+        return None
+    try:
+        cls = registry.load(kind, name)
+    except PluginError as exc:
+        problems.append(f"{recipe.where(f'{path}.use')}: {path}.use: {exc}")
+        return None
+    signature = {
+        k: p
+        for k, p in inspect.signature(cls.__init__).parameters.items()
+        if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    hints = _hints(cls)
+    params: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "use":
+            continue
+        key_path = f"{path}.{key}"
+        if key not in signature:
+            problems.append(_unknown(recipe, key_path, key, sorted(set(signature) | stage_options), f"parameter of {kind} {name!r}"))
+            continue
+        nested_kind = _component_kind(hints.get(key))
+        if nested_kind:
+            subs = value if isinstance(value, list) else [value]
+            params[key] = [
+                c
+                for i, sub in enumerate(subs)
+                if (c := _validate_component(recipe, registry, nested_kind, sub, f"{key_path}[{i}]", problems, set()))
+            ]
+            continue
+        hint = hints.get(key, inspect.Parameter.empty)
+        if not _type_ok(value, hint):
+            problems.append(f"{recipe.where(key_path)}: {key_path}: expected {_hint_name(hint)}, got {value!r}")
+            continue
+        params[key] = _coerce(value, hint)
+    return ComponentSpec(kind, name, params)
+
+
+def _unknown(recipe: Recipe, key_path: str, given: str, accepted: list[str], what: str) -> str:
+    message = f"{recipe.where(key_path)}: {key_path}: unknown {what} {given!r}"
+    close = difflib.get_close_matches(given, accepted, n=1, cutoff=0.6)
+    if close:
+        message += f"; did you mean {close[0]!r}?"
+    return message + f" (accepted: {', '.join(accepted) or 'none'})"
+
+
+# ---------------------------------------------------------------------------- types
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls.__init__)
+    except Exception:  # unresolvable annotations: fall back to no type checking for them
+        return {}
+
+
+def _component_kind(hint: Any) -> str | None:
+    for arg in (hint, *typing.get_args(hint)):
+        if inspect.isclass(arg) and issubclass(arg, Component):
+            for kind, base in KIND_CLASSES.items():
+                if issubclass(arg, base):
+                    return kind
+    return None
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    if hint is inspect.Parameter.empty or hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if origin in (list, tuple, typing.Sequence) or hint in (list, tuple):
+        if not isinstance(value, list):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(_type_ok(v, a) for v, a in zip(value, args))
+        return not args or all(_type_ok(v, args[0]) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is Path or (inspect.isclass(hint) and issubclass(hint, Path)):
+        return isinstance(value, str)
+    if inspect.isclass(hint):
+        return isinstance(value, hint)
+    return True
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """TOML lists become tuples where the parameter is a tuple; Path-typed strings stay strings
+    in the cache key and become Paths when the component is built."""
+    origin = typing.get_origin(hint)
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    if hint is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def _hint_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

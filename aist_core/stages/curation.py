@@ -1,0 +1,430 @@
+"""Curation stages (seed report chapter 3): segment photos, filter instances, normalise crops.
+
+    photos (views dataset) --segment_photos--> segmentations.json (COCO, RLE masks)
+                           --filter_instances--> kept.json (+ rejections by reason)
+                           --normalize_crops--> crops (views dataset, domain "crops") + figures
+
+Written against the interfaces only: NumPy, Pillow and (lazily) matplotlib; never torch and never
+a plugin module. The runner builds the components and passes them in.
+
+COCO run-length encoding lives here too (numpy, no pycocotools): it is the format segmentation
+tools read, and the stage that writes it is the one that must read it back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from aist_core.context import StageContext, write_json_atomic
+from aist_core.dataset import DatasetError, DatasetWriter, ViewsDataset, read_image
+from aist_core.imaging import fg_bg_ratio, mask_iou
+from aist_core.interfaces import Filter, Instance, Normalizer, Segmenter
+
+SEGMENTATIONS = "segmentations.json"
+KEPT = "kept.json"
+
+
+# ============================================================================ COCO RLE (numpy)
+def rle_encode(mask: np.ndarray) -> dict[str, Any]:
+    """(H, W) bool -> COCO compressed RLE {"size": [H, W], "counts": str}, as pycocotools writes.
+
+    Runs are counted in column-major order starting with a run of zeros; the string encodes
+    each count (minus the count two before it, from the fourth on) in 5-bit groups + 48.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    h, w = mask.shape
+    flat = mask.flatten(order="F").astype(np.int8)  # column-major like COCO
+    change = np.flatnonzero(np.diff(flat)) + 1  # positions where the value flips
+    bounds = np.concatenate([[0], change, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0] == 1:
+        counts = [0] + counts  # COCO always starts with a (possibly empty) run of zeros
+    return {"size": [int(h), int(w)], "counts": _counts_to_string(counts)}
+
+
+def rle_decode(rle: dict[str, Any]) -> np.ndarray:
+    """COCO RLE (compressed string or uncompressed list counts) -> (H, W) bool."""
+    h, w = (int(v) for v in rle["size"])
+    counts = rle["counts"]
+    if isinstance(counts, str):
+        counts = _string_to_counts(counts)
+    if sum(counts) != h * w:
+        raise ValueError(f"RLE counts sum to {sum(counts)}, expected {h * w} for size {h}x{w}")
+    values = np.arange(len(counts)) % 2  # 0, 1, 0, 1 ...
+    flat = np.repeat(values.astype(bool), counts)
+    return flat.reshape((w, h)).T.copy()  # undo column-major
+
+
+def _counts_to_string(counts: Sequence[int]) -> str:
+    out = []
+    for i, count in enumerate(counts):
+        x = int(count) - (int(counts[i - 2]) if i > 2 else 0)  # pycocotools: delta from i > 2
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5  # arithmetic shift keeps the sign, as in the C code
+            more = (x != -1) if (c & 0x10) else (x != 0)
+            if more:
+                c |= 0x20
+            out.append(chr(c + 48))
+    return "".join(out)
+
+
+def _string_to_counts(text: str) -> list[int]:
+    counts: list[int] = []
+    p = 0
+    while p < len(text):
+        x, k, more = 0, 0, True
+        while more:
+            c = ord(text[p]) - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and (c & 0x10):
+                x |= -1 << (5 * k)  # sign-extend a negative delta
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
+
+
+def rle_area(rle: dict[str, Any]) -> int:
+    counts = rle["counts"]
+    counts = _string_to_counts(counts) if isinstance(counts, str) else counts
+    return int(sum(counts[1::2]))
+
+
+def annotation_from_instance(instance: Instance, ann_id: int, image_id: int) -> dict[str, Any]:
+    """One COCO annotation; bbox is [x, y, w, h] as COCO wants, `box` keeps x0, y0, x1, y1."""
+    x0, y0, x1, y1 = (float(v) for v in instance.box)
+    rle = rle_encode(instance.mask)
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "label": instance.label,
+        "score": float(instance.score),
+        "bbox": [x0, y0, x1 - x0, y1 - y0],
+        "box": [x0, y0, x1, y1],
+        "area": rle_area(rle),
+        "segmentation": rle,
+        "iscrowd": 0,
+    }
+
+
+def instance_from_annotation(ann: dict[str, Any]) -> Instance:
+    box = ann.get("box") or [ann["bbox"][0], ann["bbox"][1], ann["bbox"][0] + ann["bbox"][2], ann["bbox"][1] + ann["bbox"][3]]
+    return Instance(
+        mask=rle_decode(ann["segmentation"]),
+        box=tuple(float(v) for v in box),
+        label=str(ann.get("label", "")),
+        score=float(ann.get("score", 1.0)),
+        extra={"annotation_id": ann["id"]},
+    )
+
+
+def write_coco(path: Path, images: list[dict], annotations: list[dict]) -> dict[str, Any]:
+    """COCO results file: category ids assigned by sorted label name (names kept on annotations)."""
+    names = sorted({a["label"] for a in annotations})
+    ids = {name: i + 1 for i, name in enumerate(names)}
+    for ann in annotations:
+        ann["category_id"] = ids[ann["label"]]
+    coco = {
+        "info": {"description": "AIST segmentations", "format": "COCO instances, compressed RLE masks"},
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i, "name": n} for n, i in ids.items()],
+    }
+    write_json_atomic(path, coco)
+    return coco
+
+
+def read_coco(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing (run the segment stage first)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+
+
+# ============================================================================ segment
+def segment_photos(photos_dir: Path, segmenter: Segmenter, out: Path, ctx: StageContext, batch_size: int = 4) -> dict:
+    """Run `segmenter` over every photo; write out/segmentations.json (COCO, RLE masks).
+
+    Work is committed in chunks of `batch_size` photos (out/parts/chunk_*.json, written
+    atomically), so a crashed run resumes at the first missing chunk.
+    """
+    photos = ViewsDataset(photos_dir)
+    records = photos.records()
+    out = Path(out)
+    parts = out / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    chunks = [records[i : i + batch_size] for i in range(0, len(records), max(1, batch_size))]
+    for index, chunk in enumerate(ctx.progress(chunks, total=len(chunks), description="segmenting photos")):
+        part = parts / f"chunk_{index:06d}_b{batch_size}.json"
+        if part.is_file():
+            continue
+        write_json_atomic(part, _segment_chunk(photos, chunk, segmenter))
+
+    images, annotations, skipped = [], [], []
+    for index in range(len(chunks)):
+        data = json.loads((parts / f"chunk_{index:06d}_b{batch_size}.json").read_text())
+        skipped.extend(data["skipped"])
+        for item in data["images"]:
+            image_id = len(images) + 1
+            images.append({**item["image"], "id": image_id})
+            for ann in item["annotations"]:
+                annotations.append({**ann, "id": len(annotations) + 1, "image_id": image_id})
+    for entry in skipped:
+        ctx.skipped.record(entry["path"], entry["reason"])
+    write_coco(out / SEGMENTATIONS, images, annotations)
+    return {"photos": len(records), "segmented": len(images), "instances": len(annotations), "skipped": len(skipped)}
+
+
+def _segment_chunk(photos: ViewsDataset, chunk: list[dict], segmenter: Segmenter) -> dict:
+    arrays, boxes, used, skipped = [], [], [], []
+    for rec in chunk:
+        try:
+            arrays.append(photos.image(rec, "RGB"))
+        except DatasetError as exc:
+            skipped.append({"path": str(photos.path(rec["image"])), "reason": f"unreadable photo: {exc}"})
+            continue
+        hint = rec.get("boxes")
+        boxes.append(np.asarray(hint, dtype=np.float64).reshape(-1, 4) if hint else None)
+        used.append(rec)
+    results = segmenter.segment(arrays, boxes) if arrays else []
+    items = []
+    for rec, image, instances in zip(used, arrays, results):
+        h, w = image.shape[:2]
+        entry = {"file_name": rec["image"], "record_id": rec["id"], "height": h, "width": w}
+        anns = [annotation_from_instance(inst, 0, 0) for inst in instances]
+        items.append({"image": entry, "annotations": anns})
+    return {"images": items, "skipped": skipped}
+
+
+# ============================================================================ filter
+def filter_instances(photos_dir: Path, segment_dir: Path, filters: list[Filter], out: Path, ctx: StageContext) -> dict:
+    """Apply `filters` in order; the first that fails names the rejection reason.
+
+    Writes out/kept.json {"kept": [annotation ids], "rejected": [{"id", "reason"}], "summary"}.
+    """
+    photos = ViewsDataset(photos_dir)
+    coco = read_coco(Path(segment_dir) / SEGMENTATIONS)
+    by_image = _annotations_by_image(coco)
+    kept: list[int] = []
+    rejected: list[dict[str, Any]] = []
+    counts = {f.reason: 0 for f in filters}
+    for image_entry in ctx.progress(coco["images"], total=len(coco["images"]), description="filtering"):
+        anns = by_image.get(image_entry["id"], [])
+        if not anns:
+            continue
+        path = photos.path(image_entry["file_name"])
+        try:
+            image = read_image(path, "RGB")
+        except DatasetError as exc:
+            ctx.skipped.record(path, f"unreadable photo: {exc}")
+            continue
+        for ann in anns:
+            instance = instance_from_annotation(ann)
+            reason = next((r for r in (f.check(image, instance) for f in filters) if r), None)
+            if reason is None:
+                kept.append(ann["id"])
+            else:
+                rejected.append({"id": ann["id"], "reason": reason})
+                counts[reason] = counts.get(reason, 0) + 1
+    summary = {"found": len(coco["annotations"]), "kept": len(kept), "rejected": counts}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(Path(out) / KEPT, {"kept": kept, "rejected": rejected, "summary": summary})
+    return summary
+
+
+def _annotations_by_image(coco: dict) -> dict[int, list[dict]]:
+    groups: dict[int, list[dict]] = {}
+    for ann in coco["annotations"]:
+        groups.setdefault(ann["image_id"], []).append(ann)
+    return groups
+
+
+# ============================================================================ normalise
+def normalize_crops(
+    photos_dir: Path,
+    segment_dir: Path,
+    filter_dir: Path,
+    synthetic_dir: Path,
+    normalizer: Normalizer,
+    out: Path,
+    ctx: StageContext,
+    test_fraction: float = 0.2,
+) -> dict:
+    """Normalise every kept instance into an RGBA crop; write a views dataset (domain "crops").
+
+    The normaliser is fitted on the synthetic train split's alphas. Crops are split train/test
+    by a seeded permutation (seed report: 80/20 after normalisation, since one photo may give
+    several crops). Where the photo has ground-truth instances, the crop's record carries the
+    best-matching one's object and quaternion (by mask IoU). Resumable: one unit per photo.
+    """
+    out = Path(out)
+    photos = ViewsDataset(photos_dir)
+    synthetic = ViewsDataset(synthetic_dir)
+    coco = read_coco(Path(segment_dir) / SEGMENTATIONS)
+    kept_ids = set(json.loads(_require(Path(filter_dir) / KEPT).read_text())["kept"])
+
+    synthetic_records = synthetic.records("train") or synthetic.records()
+    alphas = [synthetic.image(r, "RGBA")[..., 3] for r in synthetic_records]
+    normalizer.fit(alphas)
+    synthetic_ratios = np.array([fg_bg_ratio(a) for a in alphas], dtype=np.float64)
+
+    record_by_image = {r["image"]: r for r in photos.records()}
+    images = {im["id"]: im for im in coco["images"]}
+    anns = sorted((a for a in coco["annotations"] if a["id"] in kept_ids), key=lambda a: a["id"])
+    order = np.random.default_rng(ctx.seed).permutation(len(anns))
+    n_test = int(round(test_fraction * len(anns)))
+    split_of = {anns[i]["id"]: ("test" if rank < n_test else "train") for rank, i in enumerate(order)}
+
+    writer = DatasetWriter(out, domain="crops", image_size=normalizer.size)
+    units: dict[int, list[dict]] = {}
+    for ann in anns:
+        units.setdefault(ann["image_id"], []).append(ann)
+    for image_id, unit_anns in ctx.progress(list(units.items()), total=len(units), description="normalising crops"):
+        unit = f"photo_{image_id:07d}"
+        if writer.unit_done(unit):
+            continue
+        entry = images[image_id]
+        path = photos.path(entry["file_name"])
+        try:
+            photo = read_image(path, "RGB")
+        except DatasetError as exc:
+            writer.write_unit(unit, [], skipped=[{"path": str(path), "reason": f"unreadable photo: {exc}"}])
+            continue
+        gt = _ground_truth(photos, record_by_image.get(entry["file_name"], {}))
+        records, crops = [], {}
+        for ann in unit_anns:
+            instance = instance_from_annotation(ann)
+            rng = np.random.default_rng([ctx.seed, ann["id"]])  # per crop: resumable, order-free
+            crop = normalizer.normalize(photo, instance, rng)  # (S, S, 4)
+            rel = f"images/crop_{ann['id']:07d}.png"
+            crops[rel] = crop
+            records.append(_crop_record(ann, entry, rel, split_of[ann["id"]], instance, crop, gt))
+        writer.write_unit(unit, records, images=crops)
+
+    manifest = writer.finish(meta={"normalizer": normalizer.state(), "test_fraction": test_fraction})
+    for entry in manifest["skipped"]:
+        ctx.skipped.record(entry["path"], entry["reason"])
+    crops_ds = ViewsDataset(out)
+    before = np.array([r["source"]["ratio_before"] for r in crops_ds.records()], dtype=np.float64)
+    after = np.array([r["source"]["ratio_after"] for r in crops_ds.records()], dtype=np.float64)
+    ious = [r["source"]["mask_iou"] for r in crops_ds.records() if r["source"].get("mask_iou") is not None]
+    figures = _ratio_figures(out, synthetic_ratios, before, after)
+    ctx.figures.extend(figures)
+    return {
+        "crops": len(crops_ds),
+        "train": manifest["counts"].get("train", 0),
+        "test": manifest["counts"].get("test", 0),
+        "ks_before": ks_statistic(synthetic_ratios, before),
+        "ks_after": ks_statistic(synthetic_ratios, after),
+        "mask_iou_median": float(np.median(ious)) if ious else None,
+        "synthetic_ratio_mean": float(synthetic_ratios.mean()) if synthetic_ratios.size else None,
+        "normalizer": normalizer.state(),
+        "figures": figures,
+    }
+
+
+def _require(path: Path) -> Path:
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing (run the previous curation stage first)")
+    return path
+
+
+def _ground_truth(photos: ViewsDataset, record: dict) -> list[dict]:
+    """The photo's ground-truth instances with their masks loaded (empty when none)."""
+    gt = []
+    for inst in record.get("instances") or []:
+        if not inst.get("mask"):
+            continue
+        try:
+            mask = read_image(photos.path(inst["mask"]), "L") > 127
+        except DatasetError:
+            continue
+        gt.append({**inst, "mask_array": mask})
+    return gt
+
+
+def _crop_record(ann, entry, rel, split, instance: Instance, crop: np.ndarray, gt: list[dict]) -> dict:
+    x0, y0, x1, y1 = _int_box(instance.box, instance.mask.shape)
+    source: dict[str, Any] = {
+        "photo": entry.get("record_id", entry["file_name"]),
+        "image": entry["file_name"],
+        "annotation_id": ann["id"],
+        "box": [float(v) for v in instance.box],
+        "label": instance.label,
+        "score": instance.score,
+        "ratio_before": fg_bg_ratio(instance.mask[y0:y1, x0:x1]),  # the segmentation cropped to its box
+        "ratio_after": fg_bg_ratio(crop[..., 3]),
+    }
+    record: dict[str, Any] = {"id": f"crop_{ann['id']:07d}", "image": rel, "split": split, "source": source}
+    if gt:
+        ious = [mask_iou(instance.mask, g["mask_array"]) for g in gt]
+        best = int(np.argmax(ious))
+        source["mask_iou"] = ious[best]
+        match = gt[best]
+        for key in ("object", "quaternion", "azimuth_deg", "elevation_deg"):
+            if match.get(key) is not None:
+                record[key] = match[key]
+    return record
+
+
+def _int_box(box, shape) -> tuple[int, int, int, int]:
+    h, w = shape[:2]
+    x0, y0, x1, y1 = box
+    x0, y0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
+    x1, y1 = min(w, int(math.ceil(x1))), min(h, int(math.ceil(y1)))
+    return x0, y0, max(x0 + 1, x1), max(y0 + 1, y1)
+
+
+def ks_statistic(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Two-sample Kolmogorov-Smirnov statistic: sup |F_a - F_b| over the pooled sample."""
+    a, b = np.sort(np.asarray(a, float)), np.sort(np.asarray(b, float))
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if not a.size or not b.size:
+        return None
+    pooled = np.concatenate([a, b])
+    cdf_a = np.searchsorted(a, pooled, side="right") / a.size
+    cdf_b = np.searchsorted(b, pooled, side="right") / b.size
+    return float(np.max(np.abs(cdf_a - cdf_b)))
+
+
+def _ratio_figures(out: Path, synthetic: np.ndarray, before: np.ndarray, after: np.ndarray) -> list[str]:
+    """Seed report figures 3.10 (before) and 3.14 (after): ratio histograms, synthetic vs real."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = []
+    for name, real, title in (
+        ("ratio_before.png", before, "Car-to-frame ratio before normalisation (fig. 3.10)"),
+        ("ratio_after.png", after, "Car-to-frame ratio after normalisation (fig. 3.14)"),
+    ):
+        fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+        finite = [x[np.isfinite(x)] for x in (synthetic, real)]
+        both = np.concatenate(finite) if any(f.size for f in finite) else np.array([0.0, 1.0])
+        bins = np.linspace(0.0, max(float(np.percentile(both, 99)), 1e-3) * 1.05, 40)
+        ax.hist(finite[0], bins=bins, alpha=0.6, density=True, label=f"synthetic (n={finite[0].size})")
+        ax.hist(finite[1], bins=bins, alpha=0.6, density=True, label=f"real crops (n={finite[1].size})")
+        ax.set_xlabel("foreground / background pixels")
+        ax.set_ylabel("density")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+        fig.savefig(out / "figures" / name)
+        plt.close(fig)
+        figures.append(f"figures/{name}")
+    return figures

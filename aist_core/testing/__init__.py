@@ -1,0 +1,42 @@
+"""Contract-test kit: one pytest suite per interface.
+
+A third-party package tests its plugin by subclassing the suite of its kind:
+
+    from aist_core.testing import AnnotationLossContract
+    from my_package.losses import EdgeLoss
+
+    class TestEdgeLoss(AnnotationLossContract):
+        component_class = EdgeLoss
+
+Every `test_*` method then runs against `EdgeLoss.example()`. The core's own test suite runs
+the same checks over every registered implementation (ids like
+`translator:cyclegan-test_preserves_shape`), see `contract_cases`.
+"""
+
+from aist_core.testing.contracts import (
+    SUITES,
+    AnnotationLossContract,
+    ComponentContract,
+    DatasetSourceContract,
+    FilterContract,
+    MetricContract,
+    NormalizerContract,
+    SegmenterContract,
+    ShapePoseModelContract,
+    TranslatorContract,
+    contract_cases,
+)
+
+__all__ = [
+    "SUITES",
+    "AnnotationLossContract",
+    "ComponentContract",
+    "DatasetSourceContract",
+    "FilterContract",
+    "MetricContract",
+    "NormalizerContract",
+    "SegmenterContract",
+    "ShapePoseModelContract",
+    "TranslatorContract",
+    "contract_cases",
+]

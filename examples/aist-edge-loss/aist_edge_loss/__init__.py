@@ -1,0 +1,1 @@
+"""aist-edge-loss: an example third-party AIST plugin (see CONTRIBUTING.md)."""
