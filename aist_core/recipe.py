@@ -363,7 +363,7 @@ def _validate_component(recipe, registry, kind, table, path, problems, stage_opt
             continue
         key_path = f"{path}.{key}"
         if key not in signature:
-            problems.append(_unknown(recipe, key_path, key, sorted(set(signature) | stage_options), f"parameter of {kind} {name!r}"))
+            problems.append(_unknown(recipe, key_path, key, sorted(set(signature) | stage_options), "parameter", f" of {kind} {name!r}"))
             continue
         nested_kind = _component_kind(hints.get(key))
         if nested_kind:
@@ -382,8 +382,8 @@ def _validate_component(recipe, registry, kind, table, path, problems, stage_opt
     return ComponentSpec(kind, name, params)
 
 
-def _unknown(recipe: Recipe, key_path: str, given: str, accepted: list[str], what: str) -> str:
-    message = f"{recipe.where(key_path)}: {key_path}: unknown {what} {given!r}"
+def _unknown(recipe: Recipe, key_path: str, given: str, accepted: list[str], what: str, owner: str = "") -> str:
+    message = f"{recipe.where(key_path)}: {key_path}: unknown {what} {given!r}{owner}"
     close = difflib.get_close_matches(given, accepted, n=1, cutoff=0.6)
     if close:
         message += f"; did you mean {close[0]!r}?"

@@ -1,3 +1,6 @@
 """First-party shape_pose plugins. REGISTRY lists (kind, name, "module:Class"); keep imports light."""
 
-REGISTRY: list[tuple[str, str, str]] = []
+REGISTRY: list[tuple[str, str, str]] = [
+    # Differentiable point clouds (seed report chapter 5): shape + pose from single images.
+    ("shape_pose_model", "dpc", "aist_plugins.shape_pose.dpc:DPC"),
+]
