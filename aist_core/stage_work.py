@@ -68,7 +68,7 @@ def normalize(node, out: Path, ctx: StageContext) -> dict[str, Any]:
 
 
 def translate(node, out: Path, ctx: StageContext) -> dict[str, Any]:
-    from aist_core.stages import translation
+    from aist_core.stages import stylize as translation
 
     return translation.train_translator(
         _component(node), _synthetic_dir(node.inputs["dataset"]), node.inputs["crops"].dir, out, ctx
@@ -76,7 +76,7 @@ def translate(node, out: Path, ctx: StageContext) -> dict[str, Any]:
 
 
 def stylize(node, out: Path, ctx: StageContext) -> dict[str, Any]:
-    from aist_core.stages import translation
+    from aist_core.stages import stylize as translation
 
     translate_node = node.inputs["translate"]
     translator = _component(translate_node)

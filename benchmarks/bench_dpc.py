@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import resource
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -33,21 +35,32 @@ def bench(num_points: int, grid: int, steps: int, keep_prob: float, supervised: 
     return {"median_s": float(np.median(times)), "min_s": float(np.min(times))}
 
 
+CONFIGS = [  # (label, points, grid, keep_prob, supervised)
+    ("unsupervised 4 obj x 4 views x 4 cand", 8000, 64, 1.0, False),
+    ("unsupervised 4 obj x 4 views x 4 cand", 8000, 64, 0.07, False),
+    ("supervised   4 obj x 4 views         ", 8000, 64, 1.0, True),
+    ("unsupervised 4 obj x 4 views x 4 cand", 2000, 32, 1.0, False),
+    ("unsupervised 4 obj x 4 views x 4 cand", 2000, 32, 0.07, False),
+    ("supervised   4 obj x 4 views         ", 2000, 32, 1.0, True),
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--config", type=int, default=None, help="run one configuration (index) in this process")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads")
-    for n, g in ((8000, 64), (2000, 32)):
-        for keep in (1.0, 0.07):
-            r = bench(n, g, args.steps, keep, supervised=False)
-            print(f"unsupervised 4x4x4  N={n:5d} G={g:2d} keep={keep:4.2f}: median {r['median_s']:.3f} s  min {r['min_s']:.3f} s")
-        r = bench(n, g, args.steps, 1.0, supervised=True)
-        print(f"supervised   4x4    N={n:5d} G={g:2d} keep=1.00: median {r['median_s']:.3f} s  min {r['min_s']:.3f} s")
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak resident memory (ru_maxrss, whole process): {peak_mb:.0f} MB")
+    if args.config is not None:
+        label, n, g, keep, supervised = CONFIGS[args.config]
+        r = bench(n, g, args.steps, keep, supervised)
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"{label} N={n:5d} G={g:2d} keep={keep:4.2f}: median {r['median_s']:.3f} s  min {r['min_s']:.3f} s  peak RSS {peak_mb:.0f} MB")
+        return
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.steps} timed steps after 1 warm-up (128 px input)")
+    for i in range(len(CONFIGS)):  # one process per configuration, so each peak RSS is its own
+        subprocess.run([sys.executable, __file__, "--config", str(i), "--steps", str(args.steps), "--threads", str(args.threads)], check=True)
 
 
 if __name__ == "__main__":

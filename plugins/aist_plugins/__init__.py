@@ -6,7 +6,7 @@ nothing heavy is imported here, so `aist plugins` stays fast.
 
 from aist_core.hookspecs import hookimpl
 
-AREAS = ("datasets", "segmentation", "translation", "shape_pose", "metrics")
+AREAS = ("datasets", "render", "segmentation", "translation", "style", "shape_pose", "metrics")
 
 
 @hookimpl

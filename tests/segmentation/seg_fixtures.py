@@ -81,9 +81,10 @@ def make_synthetic(root: Path, n: int = 20, size: int = 32, seed: int = 1) -> Pa
     rng = np.random.default_rng(seed)
     writer = DatasetWriter(root, domain="synthetic", image_size=size)
     for i in range(n):
-        bw = int(rng.integers(int(0.5 * size), int(0.65 * size)))
-        bh = int(bw * 0.55)
-        x0, y0 = (size - bw) // 2, (size - bh) // 2
+        bw = int(np.clip(rng.normal(0.6 * size, 0.05 * size), 0.4 * size, 0.8 * size))  # near-Normal ratios
+        bh = int(bw * rng.uniform(0.5, 0.62))
+        x0 = int(rng.integers(1, size - bw)) if size - bw > 1 else 0
+        y0 = int(rng.integers(1, size - bh)) if size - bh > 1 else 0
         car, mask = draw_car((size, size), (x0, y0, x0 + bw, y0 + bh), (200, 30, 30), rng)
         rgba = np.dstack([car, mask.astype(np.uint8) * 255])
         rec = {"id": f"syn_{i:03d}", "image": f"images/syn_{i:03d}.png", "split": "train" if i % 5 else "test",

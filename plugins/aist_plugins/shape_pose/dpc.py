@@ -190,7 +190,8 @@ class DPC(ShapePoseModel):
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         start = self._resume(workdir / CHECKPOINT)
-        torch.manual_seed(ctx.seed)
+        if start == 0:
+            self._initialise(ctx.seed)  # a fresh run's weights come from the stage seed too
         for step in ctx.progress(range(start, self.steps), total=self.steps - start, description="dpc"):
             rng = np.random.default_rng([ctx.seed, step])  # per-step streams make resumption exact
             generator = torch.Generator(device=self.device).manual_seed(int(ctx.seed) * 1_000_003 + step)
@@ -227,6 +228,13 @@ class DPC(ShapePoseModel):
         if all(q is not None for q in quats):
             gt = torch.tensor(np.asarray(quats, dtype=np.float32), device=self.device)
         return self.prepare_images(stack), self.prepare_masks(stack), gt
+
+    def _initialise(self, seed: int) -> None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = DPCNet(self.image_size, self.num_points, n_candidates=self.n_candidates).to(self.device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.learning_rate)
+        self.history = []
 
     def _checkpoint(self, path: Path, step: int) -> None:
         state = {
