@@ -208,9 +208,14 @@ class ComponentSpec:
 
     def build(self, registry: Registry) -> Component:
         cls = registry.load(self.kind, self.name)
-        params = {
-            k: ([spec.build(registry) for spec in v] if _is_spec_list(v) else v) for k, v in self.params.items()
-        }
+        hints = _hints(cls)
+        params = {}
+        for key, value in self.params.items():
+            if _is_spec_list(value):
+                value = [spec.build(registry) for spec in value]
+            elif isinstance(value, str) and _accepts_path(hints.get(key)):
+                value = Path(value).expanduser()
+            params[key] = value
         return cls(**params)
 
     def resolved(self, registry: Registry) -> dict[str, Any]:
@@ -229,6 +234,10 @@ class ComponentSpec:
                 k: ([s.resolved(registry) for s in v] if _is_spec_list(v) else _plain(v)) for k, v in sorted(params.items())
             },
         }
+
+
+def _accepts_path(hint: Any) -> bool:
+    return hint is Path or Path in typing.get_args(hint)
 
 
 def _is_spec_list(value: Any) -> bool:

@@ -46,6 +46,7 @@ class Node:
     inputs: dict[str, "Node"]
     work: Callable[["Node", Path, StageContext], dict[str, Any]]
     spec: ValidatedStage | None = None
+    registry: Registry | None = None  # builds the node's components
     key: str = ""
     dir: Path | None = None
     result: dict[str, Any] = field(default_factory=dict)
@@ -84,7 +85,7 @@ class Pipeline:
             "seed": self.recipe.seed,
             **(extra or {}),
         }
-        node = Node(stage, f"{exp}/{stage}", config, inputs, getattr(self.work, stage), spec)
+        node = Node(stage, f"{exp}/{stage}", config, inputs, getattr(self.work, stage), spec, self.registry)
         key = node.compute_key()
         return self.nodes.setdefault(key, node)
 
@@ -104,7 +105,8 @@ class Pipeline:
                     stages["normalize"],
                     {"photos": photos, "segment": nodes["segment"], "filter": nodes["filter"], "dataset": nodes["dataset"]},
                 )
-        if "translate" in stages:
+        if "translate" in stages and stages["train_on"] == "stylized":
+            # A baseline in a multi-experiment recipe inherits [translate] but needs none.
             nodes["translate"] = self._node(
                 exp, "translate", stages["translate"], {"dataset": nodes["dataset"], "crops": nodes["normalize"]}
             )
@@ -131,7 +133,8 @@ class Pipeline:
                 inputs[f"set:stylized-{exp}"] = nodes["stylize"]
             if "normalize" in nodes:
                 inputs["set:real"] = nodes["normalize"]
-        node = Node("evaluate", "evaluate", {"options": _resolved_options(spec.options, self.registry), "seed": self.recipe.seed}, inputs, self.work.evaluate, spec)
+        config = {"options": _resolved_options(spec.options, self.registry), "seed": self.recipe.seed}
+        node = Node("evaluate", "evaluate", config, inputs, self.work.evaluate, spec, self.registry)
         node.compute_key()
         self.nodes[node.key] = node
         return node

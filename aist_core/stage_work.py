@@ -13,11 +13,8 @@ from typing import Any
 from aist_core.context import StageContext
 
 
-def _components(node, registry=None):
-    from aist_core.registry import get_registry
-
-    registry = registry or get_registry()
-    return [spec.build(registry) for spec in node.spec.components]
+def _components(node):
+    return [spec.build(node.registry) for spec in node.spec.components]
 
 
 def _component(node):
@@ -98,10 +95,8 @@ def shape_pose(node, out: Path, ctx: StageContext) -> dict[str, Any]:
 
 
 def evaluate(node, out: Path, ctx: StageContext) -> dict[str, Any]:
-    from aist_core.registry import get_registry
     from aist_core.stages import shape_pose as glue
 
-    registry = get_registry()
     models = {}
     for name, model_node in node.inputs.items():
         if name.startswith("model:"):
@@ -109,5 +104,5 @@ def evaluate(node, out: Path, ctx: StageContext) -> dict[str, Any]:
             model.load(model_node.dir / "weights")
             models[name.split(":", 1)[1]] = model
     test_sets = {name.split(":", 1)[1]: _views_dir(n) for name, n in node.inputs.items() if name.startswith("set:")}
-    metrics = [spec.build(registry) for spec in node.spec.options.get("metrics", [])]
+    metrics = [spec.build(node.registry) for spec in node.spec.options.get("metrics", [])]
     return glue.evaluate(models, metrics, test_sets, test_sets["original"], out, ctx)

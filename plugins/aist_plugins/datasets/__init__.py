@@ -1,3 +1,6 @@
-"""First-party datasets plugins. REGISTRY lists (kind, name, "module:Class"); keep imports light."""
+"""First-party dataset sources. REGISTRY lists (kind, name, "module:Class"); keep imports light."""
 
-REGISTRY: list[tuple[str, str, str]] = []
+REGISTRY: list[tuple[str, str, str]] = [
+    # Offline two-domain benchmark rendered with Mitsuba 3 (synthetic + photo-like, ground truth in both).
+    ("dataset_source", "procedural-cars", "aist_plugins.datasets.procedural:ProceduralCars"),
+]

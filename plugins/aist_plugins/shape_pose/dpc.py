@@ -6,6 +6,9 @@ compared with that view's mask (downsampled to the grid size). The best candidat
 wins; the student head learns the winner's pose. With `supervised_pose` the ground-truth camera
 renders the shape instead (no candidates) and the student learns the ground-truth pose, which
 makes short runs meaningful.
+
+Pairing: the seed report (5.2) describes shape-from-one-view / pose-from-another pairs; this
+follows REFERENCE.md's per-view loss with one shape per object (B * V * C projections a step).
 """
 
 from __future__ import annotations
@@ -60,7 +63,8 @@ class DPC(ShapePoseModel):
         weight_decay: L2 weight on weights, 0.5 * wd * sum(w^2), biases excluded (reference: 1e-3).
         student_weight: weight of the student distillation loss (reference: 20).
         keep_prob_start / keep_prob_end: point-dropout keep probability, linear over training
-            (reference: 0.07 -> 1.0).
+            (reference code and REFERENCE.md: 0.07 -> 1.0; the seed report reads the same setting
+            as a 7% drop rate, i.e. keep 0.93 -> 1.0: set keep_prob_start = 0.93 for that).
         sigma_start / sigma_end: Gaussian smoothing sigma in voxels, linear over training
             (reference: 3.0 -> 0.2).
         supervised_pose: render with ground-truth cameras and learn shape only (short runs).
@@ -195,9 +199,13 @@ class DPC(ShapePoseModel):
         for step in ctx.progress(range(start, self.steps), total=self.steps - start, description="dpc"):
             rng = np.random.default_rng([ctx.seed, step])  # per-step streams make resumption exact
             generator = torch.Generator(device=self.device).manual_seed(int(ctx.seed) * 1_000_003 + step)
-            batch = self._batch(data, usable, names, rng, ctx)
+            batch = None
+            for _attempt in range(10):  # a batch that hit an unreadable image is drawn again
+                batch = self._batch(data, usable, names, rng, ctx)
+                if batch is not None or not names:
+                    break
             if batch is None:
-                continue
+                raise DatasetError(f"{Path(dataset) / 'views.jsonl'}: no readable training images left")
             images, masks, quats = batch
             logs = self.train_step(images, masks, quats, step, generator)
             self.history.append({"step": step, **logs})
@@ -218,6 +226,9 @@ class DPC(ShapePoseModel):
                     image = data.image(rec, "RGBA")
                 except DatasetError as exc:
                     ctx.skipped.record(data.path(rec["image"]), f"unreadable: {exc}")
+                    recs.remove(rec)  # never drawn again
+                    if not recs:
+                        names.remove(names[i])
                     return None
                 images.append(image)
                 quats.append(rec.get("quaternion"))

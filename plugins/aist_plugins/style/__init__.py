@@ -1,3 +1,12 @@
-"""First-party style plugins. REGISTRY lists (kind, name, "module:Class"); keep imports light."""
+"""First-party style plugins (seed report chapter 4). REGISTRY lists (kind, name, "module:Class");
+keep imports light (no torch here)."""
 
-REGISTRY: list[tuple[str, str, str]] = []
+_STYLE = "aist_plugins.style"
+
+REGISTRY: list[tuple[str, str, str]] = [
+    # translator: CycleGAN on RGBA renders with pluggable annotation losses
+    ("translator", "cyclegan", f"{_STYLE}.cyclegan:CycleGAN"),
+    # annotation losses: extra generator terms that keep the mask and the content
+    ("annotation_loss", "alpha", f"{_STYLE}.losses:AlphaLoss"),
+    ("annotation_loss", "resnet-feature", f"{_STYLE}.losses:ResNetFeatureLoss"),
+]

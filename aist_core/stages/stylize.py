@@ -1,0 +1,145 @@
+"""Style stages (seed report chapter 4): train the translator, then stylise a whole dataset.
+
+    synthetic (views) + crops (views) --train_translator--> out/weights + sample/loss figures
+    synthetic (views) --stylize_dataset--> stylised views dataset (same records, clouds, masks)
+
+Written against the interfaces only (no torch, no plugin imports): the runner builds the
+translator and passes it in. By convention a translator may leave in its workdir
+`samples/*.png` (sample grids), `loss_curves.png` and `losses.csv`; the stage copies what exists.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aist_core.context import StageContext, write_json_atomic
+from aist_core.dataset import DatasetError, ViewsDataset, copy_annotations, read_image, write_image
+from aist_core.imaging import composite_black, mask_iou
+from aist_core.interfaces import Translator
+
+SAMPLE_GRID = "stylize_samples.png"
+
+
+# ============================================================================ training
+def train_translator(translator: Translator, synthetic_dir: Path, crops_dir: Path, out: Path,
+                     ctx: StageContext) -> dict[str, Any]:
+    """Fit (resuming from ctx.workdir), save weights to out/weights, copy figures; last losses."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    translator.fit(Path(synthetic_dir), Path(crops_dir), ctx.workdir, ctx)
+    translator.save(out / "weights")
+    samples = sorted((Path(ctx.workdir) / "samples").glob("*.png"))
+    figures = [(samples[-1], "translator_samples.png")] if samples else []
+    if (Path(ctx.workdir) / "loss_curves.png").is_file():
+        figures.append((Path(ctx.workdir) / "loss_curves.png", "translator_losses.png"))
+    for source, name in figures:
+        shutil.copy2(source, out / name)
+        if name not in ctx.figures:
+            ctx.figures.append(name)
+    summary = _last_losses(Path(ctx.workdir) / "losses.csv")
+    if (Path(ctx.workdir) / "losses.csv").is_file():
+        shutil.copy2(Path(ctx.workdir) / "losses.csv", out / "losses.csv")
+    ctx.report["translator"] = summary
+    return summary
+
+
+def _last_losses(path: Path) -> dict[str, float]:
+    """The last logged row (step, epoch and every loss term) as floats; {} without a log."""
+    if not path.is_file():
+        return {}
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    return {k: float(v) for k, v in rows[-1].items()} if rows else {}
+
+
+# ============================================================================ stylisation
+def output_alpha(rgba: np.ndarray) -> np.ndarray:
+    """Hard Alpha of a stylised image's RGB (seed report: any channel > -1 in [-1, 1]).
+
+    On uint8 output that is any channel >= 1, i.e. the generator's value above -1 + 1/255
+    (rounding to nearest): the generator's tanh never reaches -1 exactly, so this is the
+    threshold that says "it painted pure black here". (H, W) bool.
+    """
+    return np.any(rgba[..., :3] > 0, axis=-1)
+
+
+def stylize_dataset(translator: Translator, source_dir: Path, out: Path, ctx: StageContext,
+                    batch_size: int = 16) -> dict[str, Any]:
+    """Stylise every image of a views dataset (all splits) into a new views dataset at `out`.
+
+    Records, clouds and masks are copied unchanged; images keep their relative paths. Images
+    already written are skipped (resumable). Unreadable images are recorded in ctx.skipped.
+    Returns {"alpha_iou": mean IoU(input alpha > 0, output_alpha(stylised RGB)), "images": n}.
+    """
+    source, out = ViewsDataset(source_dir), Path(out)
+    copy_annotations(source, out)
+    records = source.records()
+    done = {r["id"] for r in records if (out / r["image"]).is_file()}
+    todo = [r for r in records if r["id"] not in done]
+    ious: dict[str, float] = {}
+    for record in records:  # IoU of images finished by an earlier (interrupted) run
+        if record["id"] in done:
+            ious[record["id"]] = _iou_of(read_image(out / record["image"], "RGBA"))
+    batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+    for batch in ctx.progress(batches, total=len(batches), description="stylise"):
+        for group in _readable_groups(source, batch, ctx):
+            stylised = translator.stylize(np.stack([image for _, image in group]))
+            for (record, image), result in zip(group, stylised):
+                write_image(out / record["image"], result)
+                ious[record["id"]] = _iou_of(result)
+    _write_manifest(source, out, ctx)
+    summary = {"alpha_iou": float(np.mean(list(ious.values()))) if ious else float("nan"), "images": len(ious)}
+    _sample_grid(source, out, records[:8])
+    if (out / SAMPLE_GRID).is_file() and SAMPLE_GRID not in ctx.figures:
+        ctx.figures.append(SAMPLE_GRID)
+    ctx.report["stylize"] = summary
+    return summary
+
+
+def _iou_of(rgba: np.ndarray) -> float:
+    return mask_iou(rgba[..., 3] > 0, output_alpha(rgba))
+
+
+def _readable_groups(source: ViewsDataset, batch: list[dict], ctx: StageContext):
+    """Read a batch's images; skip (and record) bad ones; group by shape so each stacks."""
+    groups: dict[tuple, list] = {}
+    for record in batch:
+        path = source.path(record["image"])
+        try:
+            image = read_image(path, "RGBA")
+        except DatasetError as exc:
+            ctx.skipped.record(path, f"unreadable: {exc}")
+            continue
+        groups.setdefault(image.shape, []).append((record, image))
+    return list(groups.values())
+
+
+def _write_manifest(source: ViewsDataset, out: Path, ctx: StageContext) -> None:
+    manifest = json.loads((source.root / "dataset.json").read_text())
+    manifest["domain"] = "stylized"
+    manifest["skipped"] = list(manifest.get("skipped", [])) + list(ctx.skipped.entries)
+    manifest["meta"] = {**manifest.get("meta", {}), "stylized_from": str(source.root)}
+    write_json_atomic(out / "dataset.json", manifest)
+
+
+def _sample_grid(source: ViewsDataset, out: Path, records: list[dict]) -> None:
+    """Top row: synthetic inputs on black; bottom row: stylised RGB (unmasked)."""
+    pairs = []
+    for record in records:
+        try:
+            before = read_image(source.path(record["image"]), "RGBA")
+            after = read_image(out / record["image"], "RGBA")
+        except DatasetError:
+            continue
+        if before.shape == after.shape and (not pairs or before.shape == pairs[0][0].shape):
+            pairs.append((before, after))
+    if pairs:
+        top = np.concatenate([composite_black(b) for b, _ in pairs], axis=1)
+        bottom = np.concatenate([a[..., :3] for _, a in pairs], axis=1)
+        write_image(out / SAMPLE_GRID, np.concatenate([top, bottom], axis=0))

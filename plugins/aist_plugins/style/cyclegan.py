@@ -1,0 +1,314 @@
+"""The AIST translator: stock CycleGAN (Zhu et al.) plus annotation losses (seed report chapter 4).
+
+Per training step (stock order): forward both cycles; generator step with both discriminators
+frozen; discriminator step on pooled fakes. Generator loss = LSGAN + lambda * cycle L1 +
+lambda * lambda_idt * identity L1 + sum over annotation losses of
+weight_a2b * loss(x_A, G(x_A)) + weight_b2a * loss(x_B, F(x_B)).
+Domain A = synthetic renders, B = real crops; G = g_ab, F = g_ba; d_b judges domain B images.
+
+Everything random (initialisation, data order, flips, pools) comes from ctx.seed, and a
+checkpoint holds networks, optimisers, pools with their generators and the step, so a run
+resumed from any checkpoint continues bit for bit as if never stopped (on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from aist_core.interfaces import AnnotationLoss, Translator
+
+from .data import MODES, batch_from_uint8, load_domain, resize, to_network_input, to_tensor, to_uint8
+from .networks import PatchDiscriminator, ResnetGenerator, init_normal
+from .pool import ImagePool
+from .training_log import LossLog, plot_losses, save_sample_grid
+
+CHECKPOINT = "checkpoint.pt"
+WEIGHTS = "generators.safetensors"
+CONFIG = "translator.json"
+
+
+class CycleGAN(Translator):
+    """CycleGAN with annotation losses on RGBA renders; see the module docstring."""
+
+    def __init__(
+        self,
+        losses: list[AnnotationLoss] = (),
+        mode: str = "black",
+        image_size: int = 256,
+        n_blocks: int = 9,
+        ngf: int = 64,
+        ndf: int = 64,
+        activation: str = "leaky_relu",
+        batch_size: int = 4,
+        epochs: int = 44,
+        epochs_decay: int = 0,
+        max_steps: int = 0,
+        lr: float = 2e-4,
+        beta1: float = 0.5,
+        lambda_a: float = 10.0,
+        lambda_b: float = 10.0,
+        lambda_idt: float = 0.1,
+        pool_size: int = 50,
+        init_gain: float = 0.02,
+        flip: bool = True,
+        checkpoint_every: int = 500,
+        sample_every: int = 500,
+        device: str = "cpu",
+    ):
+        """
+        losses: annotation losses added to the generator loss (recipe: [[translate.losses]]).
+        mode: "black" (seed report: RGB on pure black, Alpha = any channel > -1) or "alpha"
+            (true alpha as a 4th channel).
+        image_size: training resolution, images resized to it; 256 as the seed report.
+        n_blocks: residual blocks of the generator; 9 as stock resnet_9blocks.
+        ngf: generator base width; 64 as stock.
+        ndf: discriminator base width; 64 as stock.
+        activation: "leaky_relu" (slope 0.01, seed report) or "relu" (stock).
+        batch_size: images per domain per step; 4 as the seed report.
+        epochs: epochs at constant learning rate; 44 as the seed report.
+        epochs_decay: further epochs with the rate decaying linearly to ~0 (stock n_epochs_decay);
+            0 because the seed report trains 44 epochs in all.
+        max_steps: stop after this many steps in all (0 = no limit), for short runs and tests.
+        lr: Adam learning rate; 2e-4 as stock.
+        beta1: Adam beta1; 0.5 as stock (beta2 0.999).
+        lambda_a: weight of the A -> B -> A cycle L1; 10 as stock and seed report.
+        lambda_b: weight of the B -> A -> B cycle L1; 10.
+        lambda_idt: identity loss weight relative to lambda (stock semantics); 0.1 as seed report.
+        pool_size: fakes remembered per direction for the discriminators; 50 as stock.
+        init_gain: std of the N(0, gain) weight initialisation; 0.02 as stock.
+        flip: random horizontal flips of training images (stock default, labels are symmetric).
+        checkpoint_every: steps between checkpoints (also at every epoch end and at the stop).
+        sample_every: steps between sample grids in workdir/samples.
+        device: torch device for training and inference.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if image_size % 4:
+            raise ValueError(f"image_size must be a multiple of 4 (two stride-2 stages), got {image_size}")
+        self.losses = [loss.to(device) for loss in losses]
+        self.mode, self.image_size, self.device = mode, image_size, device
+        self.batch_size, self.epochs, self.epochs_decay, self.max_steps = batch_size, epochs, epochs_decay, max_steps
+        self.lr, self.beta1 = lr, beta1
+        self.lambda_a, self.lambda_b, self.lambda_idt = lambda_a, lambda_b, lambda_idt
+        self.pool_size, self.init_gain, self.flip = pool_size, init_gain, flip
+        self.checkpoint_every, self.sample_every = checkpoint_every, sample_every
+        self.arch = {"mode": mode, "n_blocks": n_blocks, "ngf": ngf, "activation": activation}
+        channels = 4 if mode == "alpha" else 3
+        self.g_ab = ResnetGenerator(channels, channels, ngf, n_blocks, activation).to(device)
+        self.g_ba = ResnetGenerator(channels, channels, ngf, n_blocks, activation).to(device)
+        self.d_a = PatchDiscriminator(channels, ndf).to(device)  # judges domain A images
+        self.d_b = PatchDiscriminator(channels, ndf).to(device)  # judges domain B images
+        self._initialise(seed=0)
+
+    @classmethod
+    def example(cls) -> "CycleGAN":
+        return cls(image_size=32, n_blocks=2, ngf=8, ndf=8, batch_size=2, epochs=1, max_steps=2, sample_every=1)
+
+    # ------------------------------------------------------------------ set-up
+    def _initialise(self, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        for net in (self.g_ab, self.g_ba, self.d_a, self.d_b):
+            init_normal(net, generator, self.init_gain)
+        params_g = list(self.g_ab.parameters()) + list(self.g_ba.parameters())
+        params_d = list(self.d_a.parameters()) + list(self.d_b.parameters())
+        self.opt_g = torch.optim.Adam(params_g, lr=self.lr, betas=(self.beta1, 0.999))
+        self.opt_d = torch.optim.Adam(params_d, lr=self.lr, betas=(self.beta1, 0.999))
+        self.pool_a = ImagePool(self.pool_size, seed * 2 + 1)  # fakes of domain A (from g_ba)
+        self.pool_b = ImagePool(self.pool_size, seed * 2 + 2)
+        self.step = 0
+
+    def _lr_factor(self, epoch: int) -> float:
+        """Stock linear rule: 1 for `epochs`, then down by 1/(epochs_decay + 1) per epoch."""
+        return 1.0 - max(0, epoch + 1 - self.epochs) / float(self.epochs_decay + 1)
+
+    # ------------------------------------------------------------------ training
+    def fit(self, domain_a, domain_b, workdir, ctx) -> None:
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        images_a = load_domain(Path(domain_a), self.mode, self.image_size, ctx)  # (Na, C, S, S) uint8
+        images_b = load_domain(Path(domain_b), self.mode, self.image_size, ctx)
+        length = max(len(images_a), len(images_b))  # stock: an epoch covers the larger domain
+        steps_per_epoch = math.ceil(length / self.batch_size)
+        total = steps_per_epoch * (self.epochs + self.epochs_decay)
+        if self.max_steps:
+            total = min(total, self.max_steps)
+        if not self._resume(workdir, steps_per_epoch):
+            self._initialise(ctx.seed)
+        log = LossLog(workdir, self.step)
+        ctx.log(f"cyclegan: {len(images_a)} A / {len(images_b)} B images, step {self.step} of {total}")
+        for net in (self.g_ab, self.g_ba, self.d_a, self.d_b):
+            net.train()
+        while self.step < total:
+            epoch, index = divmod(self.step, steps_per_epoch)
+            order_a, order_b, flips = self._epoch_order(ctx.seed, epoch, length, len(images_a), len(images_b))
+            for group in (self.opt_g.param_groups + self.opt_d.param_groups):
+                group["lr"] = self.lr * self._lr_factor(epoch)
+            chunk = slice(index * self.batch_size, (index + 1) * self.batch_size)
+            real_a = self._batch(images_a[order_a[chunk]], flips[0][chunk])
+            real_b = self._batch(images_b[order_b[chunk]], flips[1][chunk])
+            row, visuals = self._train_step(real_a, real_b)
+            self.step += 1
+            log.append({"step": self.step, "epoch": epoch, **row})
+            if self.sample_every and self.step % self.sample_every == 0:
+                save_sample_grid(workdir, self.step, visuals)
+            if self.step % steps_per_epoch == 0 or self.step % self.checkpoint_every == 0 or self.step == total:
+                self._checkpoint(workdir, steps_per_epoch)
+        log.close()
+        plot_losses(workdir)
+
+    @staticmethod
+    def _epoch_order(seed: int, epoch: int, length: int, n_a: int, n_b: int):
+        """Shuffled A indices (stock: index % len(A)), random B indices and flips for one epoch.
+
+        Drawn from a generator seeded by (seed, epoch), so a resumed epoch sees the same batches.
+        """
+        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        order_a = torch.randperm(length, generator=generator) % n_a
+        order_b = torch.randint(0, n_b, (length,), generator=generator)
+        flips = torch.rand(2, length, generator=generator) < 0.5
+        return order_a, order_b, flips
+
+    def _batch(self, images: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+        x = batch_from_uint8(images, self.device)  # (B, C, S, S)
+        if self.flip:
+            x = torch.where(flips.to(self.device).view(-1, 1, 1, 1), x.flip(-1), x)
+        return x
+
+    def _train_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[dict[str, float], list]:
+        # forward both cycles
+        fake_b = self.g_ab(real_a)
+        rec_a = self.g_ba(fake_b)
+        fake_a = self.g_ba(real_b)
+        rec_b = self.g_ab(fake_a)
+
+        # generator step, discriminators frozen
+        for net in (self.d_a, self.d_b):
+            net.requires_grad_(False)
+        self.opt_g.zero_grad(set_to_none=True)
+        terms = {
+            "gan_ab": _lsgan(self.d_b(fake_b), True),
+            "gan_ba": _lsgan(self.d_a(fake_a), True),
+            "cycle_a": F.l1_loss(rec_a, real_a) * self.lambda_a,
+            "cycle_b": F.l1_loss(rec_b, real_b) * self.lambda_b,
+        }
+        if self.lambda_idt > 0:  # stock: G_A(B) should be B, scaled by lambda_B * lambda_idt
+            terms["idt_b"] = F.l1_loss(self.g_ab(real_b), real_b) * self.lambda_b * self.lambda_idt
+            terms["idt_a"] = F.l1_loss(self.g_ba(real_a), real_a) * self.lambda_a * self.lambda_idt
+        if self.losses:
+            cache_a, cache_b = {}, {}  # one cache per direction per batch: source features once
+            terms["annot_ab"] = sum(l.weight_a2b * l(real_a, fake_b, cache_a) for l in self.losses)
+            terms["annot_ba"] = sum(l.weight_b2a * l(real_b, fake_a, cache_b) for l in self.losses)
+        loss_g = sum(terms.values())
+        loss_g.backward()
+        self.opt_g.step()
+
+        # discriminator step on pooled fakes, each loss halved
+        for net in (self.d_a, self.d_b):
+            net.requires_grad_(True)
+        self.opt_d.zero_grad(set_to_none=True)
+        pooled_b = self.pool_b.query(fake_b.detach())
+        pooled_a = self.pool_a.query(fake_a.detach())
+        loss_d_b = (_lsgan(self.d_b(real_b), True) + _lsgan(self.d_b(pooled_b), False)) * 0.5
+        loss_d_a = (_lsgan(self.d_a(real_a), True) + _lsgan(self.d_a(pooled_a), False)) * 0.5
+        loss_d_b.backward()
+        loss_d_a.backward()
+        self.opt_d.step()
+
+        row = {k: float(v.detach()) for k, v in terms.items()}
+        row.update(g_total=float(loss_g.detach()), d_a=float(loss_d_a.detach()), d_b=float(loss_d_b.detach()))
+        return row, [real_a, fake_b, rec_a, real_b, fake_a, rec_b]
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint(self, workdir: Path, steps_per_epoch: int) -> None:
+        state = {
+            "step": self.step,
+            "steps_per_epoch": steps_per_epoch,
+            "arch": json.dumps(self.arch, sort_keys=True),
+            "nets": {name: getattr(self, name).state_dict() for name in ("g_ab", "g_ba", "d_a", "d_b")},
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "pool_a": self.pool_a.state_dict(),
+            "pool_b": self.pool_b.state_dict(),
+        }
+        tmp = workdir / (CHECKPOINT + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, workdir / CHECKPOINT)  # atomic: a crash leaves the previous checkpoint
+
+    def _resume(self, workdir: Path, steps_per_epoch: int) -> bool:
+        path = workdir / CHECKPOINT
+        if not path.is_file():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state["arch"] != json.dumps(self.arch, sort_keys=True):
+            raise ValueError(f"{path}: checkpoint of another architecture ({state['arch']}); use a new workdir")
+        if state["steps_per_epoch"] != steps_per_epoch:
+            raise ValueError(f"{path}: checkpoint made with {state['steps_per_epoch']} steps per epoch, "
+                             f"now {steps_per_epoch} (datasets or batch size changed); use a new workdir")
+        self._initialise(0)  # fresh optimisers bound to the parameters, then overwritten
+        for name, net_state in state["nets"].items():
+            getattr(self, name).load_state_dict(net_state)
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.pool_a.load_state_dict(state["pool_a"], self.device)
+        self.pool_b.load_state_dict(state["pool_b"], self.device)
+        self.step = int(state["step"])
+        return True
+
+    # ------------------------------------------------------------------ weights
+    def save(self, path) -> None:
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {f"{name}.{k}": v.detach().cpu().contiguous()
+                   for name in ("g_ab", "g_ba") for k, v in getattr(self, name).state_dict().items()}
+        save_file(tensors, str(path / WEIGHTS))
+        (path / CONFIG).write_text(json.dumps({**self.arch, "image_size": self.image_size}, indent=2, sort_keys=True))
+
+    def load(self, path) -> None:
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not (path / WEIGHTS).is_file():
+            raise FileNotFoundError(f"{path / WEIGHTS}: translator weights missing (train the translator first)")
+        config = json.loads((path / CONFIG).read_text())
+        saved_arch = {k: config[k] for k in self.arch}
+        if saved_arch != self.arch:
+            raise ValueError(f"{path / CONFIG}: weights of architecture {saved_arch}, this translator is {self.arch}")
+        tensors = load_file(str(path / WEIGHTS), device=self.device)
+        for name in ("g_ab", "g_ba"):
+            prefix = name + "."
+            getattr(self, name).load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def stylize(self, images: np.ndarray, chunk: int = 16) -> np.ndarray:
+        """(B, H, W, 4) uint8 A renders -> (B, H, W, 4) uint8: RGB = g_ab's output (not masked,
+        so the mask it implies can be measured), alpha = the input's alpha unchanged."""
+        images = np.asarray(images, dtype=np.uint8)
+        if images.ndim != 4 or images.shape[-1] != 4:
+            raise ValueError(f"stylize expects (B, H, W, 4) uint8 RGBA, got shape {images.shape}")
+        self.g_ab.eval()
+        out = images.copy()
+        height, width = images.shape[1:3]
+        for start in range(0, len(images), chunk):
+            x = to_tensor(to_network_input(images[start:start + chunk], self.mode), self.image_size, self.device)
+            y = self.g_ab(x)  # (b, C, S, S)
+            if (height, width) != (self.image_size, self.image_size):
+                y = torch.nn.functional.interpolate(y, size=(height, width), mode="bilinear", align_corners=False,
+                                                    antialias=True)
+            out[start:start + chunk, ..., :3] = to_uint8(y)[..., :3]
+        return out
+
+
+def _lsgan(prediction: torch.Tensor, real: bool) -> torch.Tensor:
+    """LSGAN: mean squared distance to 1 (real) or 0 (fake)."""
+    target = torch.ones_like(prediction) if real else torch.zeros_like(prediction)
+    return F.mse_loss(prediction, target)
