@@ -8,7 +8,7 @@ quickstart: install
 	.venv/bin/aist run recipes/quickstart.toml --out aist-runs/quickstart
 
 test: install
-	.venv/bin/python -m pytest -n 2 -q
+	.venv/bin/python -m pytest -n 2 --dist loadfile -q
 
 bench: install
 	.venv/bin/python benchmarks/run_all.py

@@ -2,7 +2,7 @@
 of the initial and the trained network (the issue's DONE-WHEN check).
 
 Usage: python benchmarks/dpc_short_run.py [--steps 1500] [--out /tmp/dpc_short]
-Data: `aist_plugins.datasets.procedural:ProceduralCars` when it is installed and --procedural
+Data: `aist_plugins.procedural.procedural:ProceduralCars` when it is installed and --procedural
 is given, else the toy solids of `aist_plugins.shape_pose.toy_data` (boxes, ellipsoids, cylinders).
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from aist_core.context import StageContext
+from aist_core.dataset import ViewsDataset
 from aist_core.stages.shape_pose import predict_split, train_shape_pose
 from aist_plugins.metrics.chamfer import Chamfer
 from aist_plugins.metrics.mask_xor import MaskXor
@@ -41,13 +42,22 @@ def main() -> None:
     parser.add_argument("--keep-start", type=float, default=0.07, help="point-dropout keep probability at step 0")
     parser.add_argument("--sigma-start", type=float, default=3.0, help="smoothing sigma (voxels) at step 0")
     parser.add_argument("--sigma-end", type=float, default=0.2)
+    parser.add_argument("--source", default=None, help="registered dataset_source to build the data with")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    data = args.out / "data"
-    if not (data / "dataset.json").is_file():
-        write_toy_dataset(data, {"train": 60, "val": 10, "test": 10}, views=5, image_size=64, cloud_points=3000, seed=0)
+    if args.source:
+        from aist_core.registry import discover
+
+        built = args.out / "source"
+        discover().create("dataset_source", args.source).build(built, StageContext.for_tests(args.out / "source_work"))
+        data = built / "synthetic"
+    else:
+        data = args.out / "data"
+        if not (data / "dataset.json").is_file():
+            write_toy_dataset(data, {"train": 60, "val": 10, "test": 10}, views=5, image_size=64, cloud_points=3000, seed=0)
+    image_size = 128 if (ViewsDataset(data).image_size or 64) >= 128 else 64
     model = DPC(
-        image_size=64, num_points=1000, grid_size=32, steps=args.steps, batch_objects=4, views_per_object=4,
+        image_size=image_size, num_points=1000, grid_size=32, steps=args.steps, batch_objects=4, views_per_object=4,
         learning_rate=args.lr, supervised_pose=True, checkpoint_every=100,
         keep_prob_start=args.keep_start, sigma_start=args.sigma_start, sigma_end=args.sigma_end,
     )

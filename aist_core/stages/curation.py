@@ -312,7 +312,9 @@ def normalize_crops(
             rel = f"images/crop_{ann['id']:07d}.png"
             crops[rel] = crop
             records.append(_crop_record(ann, entry, rel, split_of[ann["id"]], instance, crop, gt))
-        writer.write_unit(unit, records, images=crops)
+        # Ground-truth clouds of matched objects travel with the crops: real-domain Chamfer.
+        clouds = {r["object"]: photos.cloud(r["object"]) for r in records if photos.has_cloud(r.get("object"))}
+        writer.write_unit(unit, records, images=crops, clouds=clouds)
 
     manifest = writer.finish(meta={"normalizer": normalizer.state(), "test_fraction": test_fraction})
     for entry in manifest["skipped"]:

@@ -6,7 +6,7 @@ nothing heavy is imported here, so `aist plugins` stays fast.
 
 from aist_core.hookspecs import hookimpl
 
-AREAS = ("datasets", "render", "segmentation", "translation", "style", "shape_pose", "metrics")
+AREAS = ("procedural", "render", "segmentation", "style", "shape_pose", "metrics")
 
 
 @hookimpl

@@ -38,7 +38,7 @@ def test_drawn_photos_meet_done_when(tmp_path):
 
 @pytest.mark.slow
 def test_procedural_photo_domain_meets_done_when(tmp_path):
-    procedural = pytest.importorskip("aist_plugins.datasets.procedural", reason="ProceduralCars (issue 3) not available yet")
+    procedural = pytest.importorskip("aist_plugins.procedural.procedural", reason="ProceduralCars (issue 3) not available yet")
     cls = procedural.ProceduralCars
     params = inspect.signature(cls.__init__).parameters
     wanted = {"n_photos": 120, "photos": 120, "num_photos": 120, "n_objects": 60, "objects": 60, "num_objects": 60}

@@ -1,0 +1,113 @@
+"""The stage runner on the smoke recipe: every stage end to end, nothing recomputed on a rerun,
+a SIGKILLed run resumes to the same outputs, recipes share the stages they have in common."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "recipes" / "smoke.toml"
+TABLE_KEYS = ("precision", "coverage", "chamfer", "pose_accuracy_30", "median_pose_error_deg")
+
+
+def aist(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "aist_core.cli", *args], capture_output=True, text=True, cwd=ROOT, **kw)
+
+
+def stage_folders(cache: Path) -> dict[str, float]:
+    return {str(p.relative_to(cache)): p.stat().st_mtime_ns for p in cache.glob("*/*") if p.is_dir()}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("smoke")
+    out = aist("run", str(SMOKE), "--cache", str(base / "cache"), "--out", str(base / "run1"), "--quiet")
+    assert out.returncode == 0, out.stderr[-3000:]
+    return base
+
+
+def test_smoke_report_has_every_number(first_run):
+    report = json.loads((first_run / "run1" / "report.json").read_text())
+    for exp in ("baseline", "exp2"):
+        entry = report["experiments"][exp]
+        assert set(entry["test_sets"]) == {"original", "stylized-exp2", "real"}
+        for test_set in ("original", "stylized-exp2", "real"):
+            for key in TABLE_KEYS:
+                value = entry["test_sets"][test_set][key]
+                assert isinstance(value, float) and math.isfinite(value), (exp, test_set, key)
+        assert math.isfinite(entry["mask_xor_median"])
+    assert 0.0 <= report["experiments"]["exp2"]["alpha_iou"] <= 1.0
+    curation = report["curation"]
+    for key in ("ks_before", "ks_after", "mask_iou_median"):
+        assert math.isfinite(curation[key])
+    assert set(curation["rejected"]) >= {"label", "score", "min-size", "fill-ratio", "grayscale", "occlusion", "cropping"}
+    run = first_run / "run1"
+    for name in ("report.md", "report.html", "resolved.json", "plugins.json", "recipe.toml"):
+        assert (run / name).is_file(), name
+    html = (run / "report.html").read_text()
+    assert "<table>" in html and html.count("<img") == len(report["figures"]) >= 6
+    assert all((run / f["path"]).is_file() for f in report["figures"])
+
+
+def test_second_run_recomputes_nothing(first_run):
+    cache = first_run / "cache"
+    before = stage_folders(cache)
+    out = aist("run", str(SMOKE), "--cache", str(cache), "--out", str(first_run / "run2"), "--quiet")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "running" not in out.stderr and out.stderr.count("cached") == len(before)
+    assert stage_folders(cache) == before
+    report1 = json.loads((first_run / "run1" / "report.json").read_text())
+    report2 = json.loads((first_run / "run2" / "report.json").read_text())
+    assert all(stage["cached"] for stage in report2["stages"].values())
+    assert report1["experiments"] == report2["experiments"]
+
+
+def test_sigkilled_run_resumes_to_the_same_outputs(first_run, tmp_path):
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aist_core.cli", "run", str(SMOKE), "--cache", str(cache), "--out", str(tmp_path / "run"), "--quiet", "--workers", "1"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.time() + 120
+    units = []
+    while time.time() < deadline and len(units) < 4:  # kill in the middle of rendering
+        units = list(cache.glob("dataset/*.partial/synthetic/units/*.json"))
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert units, "the dataset stage never started"
+    assert not list(cache.glob("dataset/*/stage.json")), "killed before the stage finished"
+    out = aist("run", str(SMOKE), "--cache", str(cache), "--out", str(tmp_path / "run"), "--quiet")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "resuming" in out.stderr
+    reference = first_run / "cache"
+    for image in sorted(reference.glob("dataset/*/synthetic/images/*.png")):
+        resumed = cache / image.relative_to(reference)
+        assert resumed.read_bytes() == image.read_bytes(), image.name
+    first = json.loads((first_run / "run1" / "report.json").read_text())
+    again = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert first["experiments"] == again["experiments"]
+
+
+def test_recipes_share_their_common_stages(first_run, tmp_path):
+    cache = first_run / "cache"
+    out = aist("run", str(SMOKE), "--cache", str(cache), "--out", str(tmp_path / "other"), "--quiet", "--set", "shape_pose.steps=4")
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads((tmp_path / "other" / "report.json").read_text())
+    cached = {label for label, s in report["stages"].items() if s["cached"]}
+    assert {"baseline/dataset", "baseline/segment", "baseline/filter", "baseline/normalize", "exp2/translate", "exp2/stylize"} <= cached
+    assert "baseline/shape_pose" not in cached and "evaluate" not in cached
+
+
+def test_a_failing_stage_exits_1_and_names_it(tmp_path):
+    out = aist("run", str(SMOKE), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--quiet",
+               "--set", "dataset.n_objects=0")
+    assert out.returncode == 1
+    assert "aist: stage baseline/dataset failed" in out.stderr or "failed" in out.stderr
