@@ -52,6 +52,12 @@ class Component(abc.ABC):
     def example(cls) -> "Component":
         """The smallest instance that runs on a CPU in about a second (used by contract tests)."""
 
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> list[str]:
+        """Problems with recipe parameters that types cannot show (e.g. a missing data folder),
+        each "param: what is wrong". Called by `aist check` before any work starts."""
+        return []
+
 
 # --------------------------------------------------------------------------------------------
 class DatasetSource(Component):

@@ -388,6 +388,11 @@ def _validate_component(recipe, registry, kind, table, path, problems, stage_opt
             problems.append(f"{recipe.where(key_path)}: {key_path}: expected {_hint_name(hint)}, got {value!r}")
             continue
         params[key] = _coerce(value, hint)
+    # A component may check its parameters against the world (a data folder that must exist),
+    # so a recipe pointing at missing data is refused before any work starts.
+    for problem in getattr(cls, "check_params", lambda _params: [])(params):
+        key, _, message = problem.partition(": ")
+        problems.append(f"{recipe.where(f'{path}.{key}')}: {path}.{key}: {message}")
     return ComponentSpec(kind, name, params)
 
 
