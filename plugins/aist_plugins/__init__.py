@@ -6,7 +6,7 @@ nothing heavy is imported here, so `aist plugins` stays fast.
 
 from aist_core.hookspecs import hookimpl
 
-AREAS = ("procedural", "readers", "render", "segmentation", "style", "shape_pose", "metrics")
+AREAS = ("procedural", "readers", "segmentation", "style", "shape_pose", "metrics")
 
 
 @hookimpl

@@ -144,7 +144,7 @@ def photo_scene(cars: list[tuple[Car, np.ndarray, dict]], cam: dict, width: int,
     mi = _mi()
     scene = {
         "type": "scene",
-        "integrator": {"type": "path", "max_depth": 5},
+        "integrator": {"type": "path", "max_depth": 3},  # ground reflections need 3 bounces
         "sensor": _sensor(cam["origin"], np.add(cam["origin"], cam["forward"]), cam["up"], cam["fov_deg"], width, height, spp),
     }
     for i, (car, to_world, materials) in enumerate(cars):
