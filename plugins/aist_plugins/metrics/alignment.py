@@ -15,7 +15,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from aist_core.camera import quat_from_matrix, quat_to_matrix
-from aist_core.interfaces import EvalSet
+from aist_core.interfaces import EvalSet, Metric
 
 IDENTITY = np.array([1.0, 0.0, 0.0, 0.0])
 
@@ -86,3 +86,28 @@ def _subsample(points: np.ndarray, count: int, rng: np.random.Generator) -> np.n
     if len(points) <= count:
         return points
     return points[rng.choice(len(points), count, replace=False)]
+
+
+class AlignedMetric(Metric):
+    """A metric compared in the ground-truth frame after one global rotation (REFERENCE.md 2).
+
+    align: fit the global predicted-to-GT rotation on validation predictions, as the reference
+        does (an unsupervised model's frame is arbitrary); false compares raw frames.
+    max_align_objects: validation objects used for the alignment (enough for a stable mean,
+        cheap to fit).
+    icp_points: points per cloud in ICP (subsampled; 1000 keeps a fit under a second).
+    seed: subsampling seed (alignment is deterministic under it). Metrics with the same values
+        fit the same rotation.
+    """
+
+    def __init__(self, align: bool = True, max_align_objects: int = 50, icp_points: int = 1000, seed: int = 0):
+        self.align = bool(align)
+        self.max_align_objects = int(max_align_objects)
+        self.icp_points = int(icp_points)
+        self.seed = int(seed)
+        self.q_ref = IDENTITY.copy()
+
+    def fit(self, validation: EvalSet) -> None:
+        self.q_ref = IDENTITY.copy()
+        if self.align:
+            self.q_ref = estimate_alignment(validation, self.max_align_objects, self.icp_points, seed=self.seed)

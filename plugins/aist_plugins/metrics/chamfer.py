@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from aist_core.interfaces import EvalSet, Metric
-from aist_plugins.metrics.alignment import IDENTITY, estimate_alignment, rotate_points
+from aist_core.interfaces import EvalSet
+from aist_plugins.metrics.alignment import AlignedMetric, rotate_points
 
 
 def chamfer_terms(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
@@ -16,32 +16,16 @@ def chamfer_terms(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
     return float(precision), float(coverage)
 
 
-class Chamfer(Metric):
-    needs = ("gt_points",)
+class Chamfer(AlignedMetric):
+    """Chamfer precision (predicted -> nearest ground truth), coverage (ground truth -> nearest
+    predicted) and their sum, x100, after the global alignment fitted on validation predictions.
+    """
 
-    def __init__(self, align: bool = True, max_align_objects: int = 50, icp_points: int = 1000, seed: int = 0):
-        """
-        align: fit the global predicted-to-GT rotation on validation predictions, as the
-            reference does (an unsupervised model's frame is arbitrary); false compares raw frames.
-        max_align_objects: validation objects used for the alignment (enough for a stable mean,
-            cheap to fit).
-        icp_points: points per cloud in ICP (subsampled; 1000 keeps a fit under a second).
-        seed: subsampling seed (alignment is deterministic under it).
-        """
-        self.align = bool(align)
-        self.max_align_objects = int(max_align_objects)
-        self.icp_points = int(icp_points)
-        self.seed = int(seed)
-        self.q_ref = IDENTITY.copy()
+    needs = ("gt_points",)
 
     @classmethod
     def example(cls) -> "Chamfer":
         return cls(max_align_objects=2, icp_points=100)
-
-    def fit(self, validation: EvalSet) -> None:
-        self.q_ref = IDENTITY.copy()
-        if self.align:
-            self.q_ref = estimate_alignment(validation, self.max_align_objects, self.icp_points, seed=self.seed)
 
     def compute(self, test: EvalSet) -> dict[str, float]:
         if not self.applicable(test) or not test.points:
