@@ -1,3 +1,0 @@
-"""First-party translation plugins. REGISTRY lists (kind, name, "module:Class"); keep imports light."""
-
-REGISTRY: list[tuple[str, str, str]] = []
