@@ -1,4 +1,6 @@
 # The two commands of the README. Both install first (idempotent), so each works on a fresh machine.
+# Tests run in two processes of one torch thread each: two threads per process on two cores
+# oversubscribe the machine and make small convolutions many times slower.
 .PHONY: install quickstart test bench
 
 install:
@@ -8,7 +10,7 @@ quickstart: install
 	.venv/bin/aist run recipes/quickstart.toml --out aist-runs/quickstart
 
 test: install
-	.venv/bin/python -m pytest -n 2 --dist loadfile -q
+	OMP_NUM_THREADS=1 .venv/bin/python -m pytest -n 2 --dist loadfile -q
 
 bench: install
 	.venv/bin/python benchmarks/run_all.py
