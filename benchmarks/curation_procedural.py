@@ -9,6 +9,7 @@ after normalisation, and the time of each step.
 """
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -25,11 +26,14 @@ if __name__ == "__main__":
     parser.add_argument("--photos", type=int, default=150)
     parser.add_argument("--objects", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--reuse", type=Path, help="a folder from an earlier run: curate its data again")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="aist-curation-"))
+    root = args.reuse or Path(tempfile.mkdtemp(prefix="aist-curation-"))
     ctx = StageContext.for_tests(root / "build")
     ctx.executor = LocalExecutor(args.workers)
     start = time.perf_counter()
+    for stale in ("seg", "filter", "crops", "work"):
+        shutil.rmtree(root / stale, ignore_errors=True)
     ProceduralCars(n_objects=args.objects, views=5, image_size=64, points=300, spp=8, n_photos=args.photos,
                    photo_width=320, photo_height=240, photo_spp=8).build(root / "data", ctx)
     built = time.perf_counter()

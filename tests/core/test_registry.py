@@ -52,7 +52,7 @@ def test_a_failing_hook_is_one_warning_and_others_still_work(capsys):
 
 
 def test_unknown_name_lists_available():
-    with pytest.raises(KeyError, match="available: edge"):
+    with pytest.raises(KeyError, match="available: alpha, edge, resnet-feature"):
         discover().get("annotation_loss", "edgy")
 
 
