@@ -75,9 +75,13 @@ def test_stanford_cars_boxes_and_bad_photos(tmp_path):
     Image.fromarray(np.full((40, 50), 40000, np.uint16)).save(root / "cars_train" / "00003.png")
     (root / "cars_train" / "00003.png").rename(root / "cars_train" / "00003.jpg")                          # 16-bit
     (root / "cars_test" / "00001.jpg").write_bytes(b"not a jpeg")                                         # corrupt
+    import cv2  # PIL reads 16-bit colour PNGs as 8-bit RGB: the check must read the stored depth
+
+    cv2.imwrite(str(root / "cars_test" / "00002.png"), np.full((40, 50, 3), 40000, np.uint16))
+    (root / "cars_test" / "00002.png").rename(root / "cars_test" / "00002.jpg")                          # 16-bit colour
     summary, ctx = build(StanfordCars(root=str(root)), tmp_path)
-    assert summary["photos"]["images"] == 8 - 3
-    assert summary["skipped"] == {"grayscale image": 1, "16-bit image": 1, "unreadable image": 1}
+    assert summary["photos"]["images"] == 8 - 4
+    assert summary["skipped"] == {"grayscale image": 1, "16-bit image": 2, "unreadable image": 1}
     data = ViewsDataset(tmp_path / "out" / "photos")
     rec = next(r for r in data.records() if r["id"] == "train_00001")
     assert rec["boxes"] == [anns[0]["box"]] and data.image(rec, "RGB").shape == (120, 160, 3)
