@@ -221,12 +221,19 @@ class DatasetWriter:
             "version": VERSION,
             "domain": self.domain,
             "image_size": self.image_size,
-            "counts": {"images": len(records), "objects": len({r.get("object") for r in records} - {None}), **counts},
+            "counts": {"images": len(records), "objects": len(_object_ids(records)), **counts},
             "skipped": all_skipped,
             "meta": meta or {},
         }
         write_json_atomic(self.root / "dataset.json", manifest)
         return manifest
+
+
+def _object_ids(records: list[dict[str, Any]]) -> set[str]:
+    """Objects a dataset shows: per record (views, crops) or per ground-truth instance (photos)."""
+    ids = {r.get("object") for r in records}
+    ids |= {inst.get("object") for r in records for inst in r.get("instances") or []}
+    return ids - {None}
 
 
 def copy_annotations(src: ViewsDataset, dst_root: Path) -> None:
