@@ -2,8 +2,8 @@
 of the initial and the trained network (the issue's DONE-WHEN check).
 
 Usage: python benchmarks/dpc_short_run.py [--steps 1500] [--out /tmp/dpc_short]
-Data: `aist_plugins.procedural.procedural:ProceduralCars` when it is installed and --procedural
-is given, else the toy solids of `aist_plugins.shape_pose.toy_data` (boxes, ellipsoids, cylinders).
+        [--source procedural-cars --source-params '{"n_objects": 80, "image_size": 64, "n_photos": 0}']
+Data: a registered dataset source's synthetic domain with --source, else the toy solids of `aist_plugins.shape_pose.toy_data` (boxes, ellipsoids, cylinders).
 """
 
 from __future__ import annotations
@@ -43,13 +43,14 @@ def main() -> None:
     parser.add_argument("--sigma-start", type=float, default=3.0, help="smoothing sigma (voxels) at step 0")
     parser.add_argument("--sigma-end", type=float, default=0.2)
     parser.add_argument("--source", default=None, help="registered dataset_source to build the data with")
+    parser.add_argument("--source-params", default="{}", help='its parameters as JSON, e.g. \'{"n_objects": 80}\'')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.source:
         from aist_core.registry import discover
 
         built = args.out / "source"
-        discover().create("dataset_source", args.source).build(built, StageContext.for_tests(args.out / "source_work"))
+        discover().create("dataset_source", args.source, **json.loads(args.source_params)).build(built, StageContext.for_tests(args.out / "source_work"))
         data = built / "synthetic"
     else:
         data = args.out / "data"
