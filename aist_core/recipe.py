@@ -288,7 +288,6 @@ def validate(recipe: Recipe, registry: Registry) -> dict[str, dict[str, Any]]:
 
     out: dict[str, dict[str, Any]] = {}
     for exp_name, tables in recipe.experiments().items():
-        # Report each problem once: the base tables are shared by every experiment.
         prefix = "" if "experiments" not in data else f"experiments.{exp_name}."
         stages: dict[str, Any] = {"train_on": tables.pop("train_on")}
         for stage, spec in STAGES.items():
@@ -296,7 +295,7 @@ def validate(recipe: Recipe, registry: Registry) -> dict[str, dict[str, Any]]:
                 if spec.required:
                     problems.append(f"{recipe.path}: {stage}: missing [{stage}] table (required)")
                 continue
-            stages[stage] = _validate_stage(recipe, registry, stage, spec, tables[stage], problems, prefix)
+            stages[stage] = _validate_stage(recipe, registry, stage, spec, tables[stage], problems)
         if stages["train_on"] == "stylized" and "translate" not in stages:
             problems.append(f"{recipe.path}: {prefix}train_on: 'stylized' needs a [translate] table")
         if "translate" in stages and "normalize" not in stages:
@@ -308,7 +307,7 @@ def validate(recipe: Recipe, registry: Registry) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _validate_stage(recipe, registry, stage, spec, table, problems, prefix) -> ValidatedStage:
+def _validate_stage(recipe, registry, stage, spec, table, problems) -> ValidatedStage:
     options = dict(spec.options)
     components: list[ComponentSpec] = []
     if spec.multiple:

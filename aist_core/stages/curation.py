@@ -323,8 +323,7 @@ def normalize_crops(
     before = np.array([r["source"]["ratio_before"] for r in crops_ds.records()], dtype=np.float64)
     after = np.array([r["source"]["ratio_after"] for r in crops_ds.records()], dtype=np.float64)
     ious = [r["source"]["mask_iou"] for r in crops_ds.records() if r["source"].get("mask_iou") is not None]
-    figures = _ratio_figures(out, synthetic_ratios, before, after)
-    ctx.figures.extend(figures)
+    ctx.figures.extend(_ratio_figures(out, synthetic_ratios, before, after))
     return {
         "crops": len(crops_ds),
         "train": manifest["counts"].get("train", 0),
@@ -334,7 +333,6 @@ def normalize_crops(
         "mask_iou_median": float(np.median(ious)) if ious else None,
         "synthetic_ratio_mean": float(synthetic_ratios.mean()) if synthetic_ratios.size else None,
         "normalizer": normalizer.state(),
-        "figures": figures,
     }
 
 

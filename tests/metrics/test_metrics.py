@@ -109,3 +109,23 @@ def test_kde_cdf_is_a_cdf():
     grid = np.linspace(-1, 2, 100)
     cdf = kde_cdf(np.random.default_rng(5).random(40), grid)
     assert np.all(np.diff(cdf) >= -1e-12) and cdf[0] < 0.01 and cdf[-1] > 0.99
+
+
+def test_chamfer_and_pose_share_one_alignment_fit(monkeypatch):
+    """The evaluate stage fits both metrics on the same validation set: ICP must run once."""
+    import aist_plugins.metrics.alignment as alignment
+    from aist_core.interfaces import EvalSet
+    from aist_plugins.metrics.chamfer import Chamfer
+    from aist_plugins.metrics.pose import PoseAccuracy
+
+    calls = []
+    real = alignment.estimate_alignment
+    monkeypatch.setattr(alignment, "estimate_alignment", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(0)
+    clouds = [rng.uniform(-0.5, 0.5, (200, 3)).astype(np.float32) for _ in range(4)]
+    quats = np.tile([1.0, 0, 0, 0], (4, 1))
+    validation = EvalSet("val", clouds, quats, [f"o{i}" for i in range(4)], clouds, quats)
+    chamfer, pose = Chamfer(icp_points=100), PoseAccuracy(icp_points=100)
+    chamfer.fit(validation)
+    pose.fit(validation)
+    assert len(calls) == 1 and np.allclose(chamfer.q_ref, pose.q_ref)

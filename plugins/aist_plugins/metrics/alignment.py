@@ -110,4 +110,9 @@ class AlignedMetric(Metric):
     def fit(self, validation: EvalSet) -> None:
         self.q_ref = IDENTITY.copy()
         if self.align:
-            self.q_ref = estimate_alignment(validation, self.max_align_objects, self.icp_points, seed=self.seed)
+            # chamfer and pose fit the same rotation: ICP runs once per validation set and settings
+            cache = validation.__dict__.setdefault("_alignments", {})
+            key = (self.max_align_objects, self.icp_points, self.seed)
+            if key not in cache:
+                cache[key] = estimate_alignment(validation, *key[:2], seed=self.seed)
+            self.q_ref = cache[key].copy()
