@@ -5,6 +5,8 @@ Data: the project's rendered fixture datasets (aist_core.testing.fixtures: boxy 
 domain B tinted red; both on black backgrounds like normalised crops.
 
     .venv/bin/python benchmarks/alpha_ablation.py --steps 150 --size 64
+    .venv/bin/python benchmarks/alpha_ablation.py --steps 1500 --weight 200 --a SYNTHETIC --b CROPS
+(the second on the procedural benchmark: procedural-cars' synthetic set and its curated crops)
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from aist_plugins.style.losses import AlphaLoss
 
 
 def run(alpha_weight: float, a: Path, b: Path, root: Path, args) -> dict:
-    losses = [AlphaLoss(weight_a2b=alpha_weight, weight_b2a=alpha_weight, softness=args.softness)] if alpha_weight else []
+    losses = [AlphaLoss(weight_a2b=alpha_weight, weight_b2a=alpha_weight, softness=args.softness,
+                        normalize=args.normalize)] if alpha_weight else []
     translator = CycleGAN(losses=losses, image_size=args.size, n_blocks=args.blocks, ngf=args.ngf, ndf=args.ngf,
                           batch_size=4, epochs=1000, max_steps=args.steps, sample_every=0,
                           checkpoint_every=10_000)
@@ -63,17 +66,24 @@ def main() -> None:
                         help="surface samples per fixture object; dense so silhouettes are solid, not speckled")
     parser.add_argument("--weight", type=float, default=2.0, help="alpha weight when on (seed report exp 2: 2)")
     parser.add_argument("--softness", type=float, default=0.02, help="AlphaLoss softness (default 0.02)")
+    parser.add_argument("--normalize", default="pixel", choices=("pixel", "image"),
+                        help="AlphaLoss normalisation of the squared L1 term (style/losses.py)")
     parser.add_argument("--tolerance", type=int, default=4, help="grey levels for the secondary, tolerant IoU")
     parser.add_argument("--only-on", action="store_true", help="skip the run without the alpha loss")
+    parser.add_argument("--a", type=Path, help="domain A views dataset (default: rendered fixture cars)")
+    parser.add_argument("--b", type=Path, help="domain B views dataset, e.g. curated crops")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="alpha_ablation_"))
-    a = make_views_dataset(root / "a", n_objects=args.objects, views=4, size=args.size, seed=0,
-                           points=args.points)
-    b = make_views_dataset(root / "b", n_objects=args.objects, views=4, size=args.size, seed=1, domain="crops",
-                           tint=(0.9, 0.3, 0.2), points=args.points)
+    if args.a and args.b:  # e.g. procedural-cars' synthetic set and the curated crops of its photos
+        a, b = args.a, args.b
+    else:
+        a = make_views_dataset(root / "a", n_objects=args.objects, views=4, size=args.size, seed=0,
+                               points=args.points)
+        b = make_views_dataset(root / "b", n_objects=args.objects, views=4, size=args.size, seed=1,
+                               domain="crops", tint=(0.9, 0.3, 0.2), points=args.points)
     print(f"config: {args}")
     for weight in (args.weight,) if args.only_on else (args.weight, 0.0):
         r = run(weight, a, b, root, args)

@@ -43,6 +43,7 @@ def main():
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--grabcut-only", action="store_true", help="skip the Mask R-CNN rows")
     args = parser.parse_args()
     import torch
 
@@ -57,7 +58,7 @@ def main():
     for short, long in ((800, 1024), (512, 683)):
         shape = (short, int(short * 4 / 3))
         photos = [photo(shape, s) for s in range(args.images)]
-        for cls in (MaskRCNNSegmenter, MaskRCNNv2Segmenter):
+        for cls in () if args.grabcut_only else (MaskRCNNSegmenter, MaskRCNNv2Segmenter):
             # threshold 0.7 (seed): random weights keep ~no boxes, so the mask head barely runs;
             # threshold 0 with 100 detections is the worst case (mask head on 100 boxes).
             for thresh, label in ((0.7, "thr 0.7"), (0.0, "thr 0, 100 det")):
@@ -66,10 +67,11 @@ def main():
                 r = rate(lambda p: seg.segment([p[0]]), photos)
                 name = f"{cls.builder.replace('maskrcnn_resnet50_fpn', 'mrcnn')} ({label})"
                 print(f"{name:<34}{f'{shape[0]}x{shape[1]}':>12}{r:>10.3f}{1 / r:>10.2f}")
-        for max_side in (320, short):
-            seg = GrabCutSegmenter(max_side=max_side)
+        for max_side, rounds in ((320, 5), (320, 0), (short, 5)):
+            seg = GrabCutSegmenter(max_side=max_side, tightness_rounds=rounds)
             r = rate(lambda p: seg.segment([p[0]], [p[2]]), photos)
-            print(f"{f'grabcut (5 it, max_side {max_side})':<34}{f'{shape[0]}x{shape[1]}':>12}{r:>10.3f}{1 / r:>10.2f}")
+            name = f"grabcut (max_side {max_side}, tight {rounds})"
+            print(f"{name:<34}{f'{shape[0]}x{shape[1]}':>12}{r:>10.3f}{1 / r:>10.2f}")
 
     filters = [F.LabelFilter(), F.ScoreFilter(), F.MinSizeFilter(), F.FillRatioFilter(), F.GrayscaleFilter(),
                F.OcclusionFilter(), F.CroppingFilter()]

@@ -31,6 +31,9 @@ class GrabCutSegmenter(Segmenter):
         label: str = "car",
         speck_fraction: float = 0.002,
         fill_holes: bool = True,
+        smoothing: float = 1.0,
+        tightness_rounds: int = 5,
+        refine_iterations: int = 2,
     ):
         """iterations: GrabCut EM rounds; 5 converges on car boxes (0.16 s at 256x320, REFERENCE.md).
         context: margin around the box, as a fraction of its size, that supplies background colours.
@@ -40,7 +43,11 @@ class GrabCutSegmenter(Segmenter):
         speck_fraction: drop components under this share of the image window (isolated pixels
             GrabCut leaves in the background); 0 keeps everything. Larger pieces stay, so the
             occlusion filter still sees a car split in two.
-        fill_holes: fill holes enclosed by the mask (windows GrabCut marks as background)."""
+        fill_holes: fill holes enclosed by the mask (windows GrabCut marks as background).
+        smoothing: sigma in pixels of the Gaussian blur applied to the window first; 0 = none.
+        tightness_rounds: pinpointing rounds of the tight-box prior (module docstring); 0 = plain
+            GrabCut. Rounds stop early once every box row and column holds an object pixel.
+        refine_iterations: GrabCut iterations after each pinpointing round."""
         self.iterations = int(iterations)
         self.context = float(context)
         self.max_side = int(max_side)
@@ -48,10 +55,13 @@ class GrabCutSegmenter(Segmenter):
         self.label = str(label)
         self.speck_fraction = float(speck_fraction)
         self.fill_holes = bool(fill_holes)
+        self.smoothing = float(smoothing)
+        self.tightness_rounds = int(tightness_rounds)
+        self.refine_iterations = int(refine_iterations)
 
     @classmethod
     def example(cls) -> "GrabCutSegmenter":
-        return cls(iterations=1, max_side=64)
+        return cls(iterations=1, max_side=64, tightness_rounds=1)
 
     def segment(
         self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None] | None = None
@@ -86,13 +96,17 @@ class GrabCutSegmenter(Segmenter):
         rect = (int(max(0, rx0)), int(max(0, ry0)), int(max(1, min(sw, rx1) - max(0, rx0))), int(max(1, min(sh, ry1) - max(0, ry0))))
         if rect[2] < 2 or rect[3] < 2:
             return None
+        if self.smoothing > 0:
+            small = cv2.GaussianBlur(small, (0, 0), self.smoothing)
+        bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
         gc_mask = np.zeros((sh, sw), np.uint8)
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         cv2.setRNGSeed(0)  # GrabCut's GMM init uses OpenCV's RNG (k-means): fix it for determinism
         try:
-            cv2.grabCut(cv2.cvtColor(small, cv2.COLOR_RGB2BGR), gc_mask, rect, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_RECT)
+            cv2.grabCut(bgr, gc_mask, rect, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_RECT)
+            self._pinpoint(bgr, gc_mask, rect, bgd, fgd)
         except cv2.error:
-            return None  # degenerate window (e.g. one colour): no segmentation
+            return None  # degenerate window (e.g. one colour, or the box fills it): no segmentation
         fg = ((gc_mask == cv2.GC_FGD) | (gc_mask == cv2.GC_PR_FGD)).astype(np.uint8)
         fg = self._clean(fg)
         if scale < 1:
@@ -104,6 +118,27 @@ class GrabCutSegmenter(Segmenter):
         ys, xs = np.nonzero(mask)
         tight = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
         return Instance(mask=mask, box=tight, label=self.label, score=1.0, extra={"hint_box": [float(v) for v in box]})
+
+    def _pinpoint(self, bgr: np.ndarray, gc_mask: np.ndarray, rect, bgd: np.ndarray, fgd: np.ndarray) -> None:
+        """Tight-box prior: pin the most object-like pixel of every empty box row/column; re-cut.
+
+        Updates gc_mask, bgd and fgd in place (GC_INIT_WITH_MASK keeps the pinned GC_FGD pixels).
+        """
+        import cv2
+
+        x, y, w, h = rect
+        for _ in range(self.tightness_rounds):
+            inside = np.isin(gc_mask[y : y + h, x : x + w], (cv2.GC_FGD, cv2.GC_PR_FGD))  # (h, w)
+            empty_rows, empty_cols = np.flatnonzero(~inside.any(1)), np.flatnonzero(~inside.any(0))
+            if not len(empty_rows) and not len(empty_cols):
+                return
+            pixels = bgr[y : y + h, x : x + w].reshape(-1, 3).astype(np.float64)
+            objectness = (gmm_log_likelihood(fgd, pixels) - gmm_log_likelihood(bgd, pixels)).reshape(h, w)
+            for row in empty_rows:
+                gc_mask[y + row, x + int(np.argmax(objectness[row]))] = cv2.GC_FGD
+            for col in empty_cols:
+                gc_mask[y + int(np.argmax(objectness[:, col])), x + col] = cv2.GC_FGD
+            cv2.grabCut(bgr, gc_mask, None, bgd, fgd, self.refine_iterations, cv2.GC_INIT_WITH_MASK)
 
     def _clean(self, fg: np.ndarray) -> np.ndarray:
         import cv2
@@ -121,3 +156,24 @@ class GrabCutSegmenter(Segmenter):
             holes = flood[1:-1, 1:-1] == 0
             fg = (fg.astype(bool) | holes).astype(np.uint8)
         return fg
+
+
+def gmm_log_likelihood(model: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """Log density of pixels (N, 3) under one of cv2.grabCut's colour models; (N,).
+
+    OpenCV stores each 5-component Gaussian mixture as a (1, 65) float64 row: 5 weights, then
+    5 means (3 each), then 5 covariance matrices (3x3 each, row-major), in the image's channel
+    order (BGR here). Components with zero weight are empty and skipped.
+    """
+    weights = model[0, :5]
+    means = model[0, 5:20].reshape(5, 3)
+    covariances = model[0, 20:65].reshape(5, 3, 3)
+    total = np.full(len(pixels), -np.inf)
+    for weight, mean, cov in zip(weights, means, covariances):
+        if weight <= 0:
+            continue
+        diff = pixels - mean  # (N, 3)
+        mahalanobis = np.einsum("ni,ij,nj->n", diff, np.linalg.inv(cov), diff)
+        log_component = np.log(weight) - 0.5 * (mahalanobis + np.log(np.linalg.det(cov)) + 3 * np.log(2 * np.pi))
+        total = np.logaddexp(total, log_component)
+    return total

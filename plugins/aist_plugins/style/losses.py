@@ -11,6 +11,8 @@ Normalisation (`normalize`):
 - "image": the plain squared L1 norm of each image, mean over the batch:
   mean_b ( sum_i |a_bi - b_bi| )^2. At 256 px a 1% alpha error is already (655)^2 ~ 4e5, which
   would swamp every other term at the seed report's weights; kept for experiments only.
+  Measured (benchmarks/results/style.md): at 64 px, weight 2, it holds the mask but stops the
+  translation (the discriminators win, outputs stay grey).
 """
 
 from __future__ import annotations
