@@ -127,12 +127,12 @@ class GrabCutSegmenter(Segmenter):
         import cv2
 
         x, y, w, h = rect
+        pixels = bgr[y : y + h, x : x + w].reshape(-1, 3).astype(np.float64)  # fixed; the mixtures change
         for _ in range(self.tightness_rounds):
             inside = np.isin(gc_mask[y : y + h, x : x + w], (cv2.GC_FGD, cv2.GC_PR_FGD))  # (h, w)
             empty_rows, empty_cols = np.flatnonzero(~inside.any(1)), np.flatnonzero(~inside.any(0))
             if not len(empty_rows) and not len(empty_cols):
                 return
-            pixels = bgr[y : y + h, x : x + w].reshape(-1, 3).astype(np.float64)
             objectness = (gmm_log_likelihood(fgd, pixels) - gmm_log_likelihood(bgd, pixels)).reshape(h, w)
             for row in empty_rows:
                 gc_mask[y + row, x + int(np.argmax(objectness[row]))] = cv2.GC_FGD
