@@ -106,9 +106,17 @@ class Segmenter(Component):
     hint boxes (float array (K, 4) x0, y0, x1, y1, as datasets like Stanford Cars provide; a
     segmenter may ignore them) and returns one list of `Instance` per image, masks at full image
     size. Deterministic for fixed weights and inputs.
+
+    `fit(synthetic, photos, workdir, ctx)` is optional: a segmenter that learns from the
+    project's own data (the synthetic renders, with exact masks) trains there before the
+    curation stage segments, keeps its weights in `workdir` and reuses them when present.
+    Pretrained and weight-free segmenters leave it as it is, doing nothing.
     """
 
     kind = "segmenter"
+
+    def fit(self, synthetic: Path, photos: Path, workdir: Path, ctx: "StageContext") -> None:
+        """Learn from the synthetic views dataset and the photos to segment; default: nothing."""
 
     @abc.abstractmethod
     def segment(
@@ -138,8 +146,11 @@ class Normalizer(Component):
 
     `fit(synthetic_alphas)` learns what it needs from the synthetic domain (for example the
     foreground/background ratio distribution) from (H, W) uint8 alpha channels.
-    `normalize(image, instance, rng)` returns an (S, S, 4) uint8 RGBA crop, S = `size`, with
-    alpha = 255 * mask; all randomness from `rng`.
+    `normalize(image, instance, rng, **planned)` returns an (S, S, 4) uint8 RGBA crop, S = `size`,
+    with alpha = 255 * mask; all randomness from `rng`.
+    `plan(boxes, areas, rng)` is optional: decisions that need every kept instance at once. It
+    gets each instance's box (x0, y0, x1, y1) and mask area, in order, and returns one dict of
+    keyword arguments for `normalize` per instance, or None (the default: decide per crop).
     `state()` returns JSON-serialisable fitted values for the report.
     """
 
@@ -149,8 +160,12 @@ class Normalizer(Component):
     @abc.abstractmethod
     def fit(self, synthetic_alphas: Sequence[np.ndarray]) -> None: ...
 
+    def plan(self, boxes: Sequence[Sequence[float]], areas: Sequence[int],
+             rng: np.random.Generator) -> list[dict[str, Any]] | None:
+        return None
+
     @abc.abstractmethod
-    def normalize(self, image: np.ndarray, instance: Instance, rng: np.random.Generator) -> np.ndarray: ...
+    def normalize(self, image: np.ndarray, instance: Instance, rng: np.random.Generator, **planned: Any) -> np.ndarray: ...
 
     def state(self) -> dict[str, Any]:
         return {}

@@ -94,7 +94,8 @@ class Pipeline:
         nodes["dataset"] = self._node(exp, "dataset", stages["dataset"], {})
         photos = self._node(exp, "photos", stages["photos"], {}) if "photos" in stages else nodes["dataset"]
         if "segment" in stages:
-            nodes["segment"] = self._node(exp, "segment", stages["segment"], {"photos": photos})
+            # the dataset is an input too: a segmenter may learn from the synthetic renders
+            nodes["segment"] = self._node(exp, "segment", stages["segment"], {"photos": photos, "dataset": nodes["dataset"]})
             nodes["filter"] = self._node(
                 exp, "filter", stages.get("filter"), {"photos": photos, "segment": nodes["segment"]}
             )

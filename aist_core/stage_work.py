@@ -39,7 +39,8 @@ photos = dataset
 def segment(node, out: Path, ctx: StageContext) -> dict[str, Any]:
     from aist_core.stages import curation
 
-    return curation.segment_photos(_photos_dir(node), _component(node), out, ctx, batch_size=node.spec.options["batch_size"])
+    return curation.segment_photos(_photos_dir(node), _component(node), out, ctx, batch_size=node.spec.options["batch_size"],
+                                   synthetic_dir=_synthetic_dir(node.inputs["dataset"]))
 
 
 def filter(node, out: Path, ctx: StageContext) -> dict[str, Any]:  # noqa: A001 - the stage's name

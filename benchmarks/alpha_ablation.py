@@ -42,7 +42,8 @@ def run(alpha_weight: float, a: Path, b: Path, root: Path, args) -> dict:
     out = root / f"out_{alpha_weight}"
     summary = stylize_dataset(translator, a, out, StageContext.for_tests(work))
     return {"alpha_weight": alpha_weight, "alpha_iou": summary["alpha_iou"], "images": summary["images"],
-            "train_s": seconds, "iou_tolerant": tolerant_iou(out, args.tolerance)}
+            "train_s": seconds, "iou_tolerant": tolerant_iou(out, args.tolerance),
+            "colour_distance": colour_distance(foreground_colours(out), foreground_colours(b))}
 
 
 def tolerant_iou(out: Path, tolerance: int) -> float:
@@ -53,6 +54,28 @@ def tolerant_iou(out: Path, tolerance: int) -> float:
         rgba = data.image(record)
         ious.append(mask_iou(rgba[..., 3] > 0, rgba[..., :3].max(-1) > tolerance))
     return float(np.mean(ious))
+
+
+def foreground_colours(root: Path, samples: int = 20000, seed: int = 0) -> np.ndarray:
+    """A fixed random sample of the RGB values (0-255) of the pixels with alpha > 0; (N, 3)."""
+    data = ViewsDataset(root)
+    pixels = np.concatenate([rgba[rgba[..., 3] > 0][:, :3] for rgba in (data.image(r) for r in data.records())])
+    rng = np.random.default_rng(seed)
+    return pixels[rng.choice(len(pixels), size=min(samples, len(pixels)), replace=False)].astype(np.float64)
+
+
+def colour_distance(a: np.ndarray, b: np.ndarray, directions: int = 64, seed: int = 0) -> float:
+    """Sliced Wasserstein-1 distance between two RGB colour samples, in grey levels.
+
+    Says whether translation happened: a generator that keeps the mask by copying its input
+    stays as far from domain B as domain A is (compare with the "A -> B" line).
+    """
+    rng = np.random.default_rng(seed)
+    axes = rng.normal(size=(directions, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    quantiles = np.linspace(0, 1, 201)
+    pa, pb = np.quantile(a @ axes.T, quantiles, axis=0), np.quantile(b @ axes.T, quantiles, axis=0)
+    return float(np.abs(pa - pb).mean())
 
 
 def main() -> None:
@@ -85,10 +108,13 @@ def main() -> None:
         b = make_views_dataset(root / "b", n_objects=args.objects, views=4, size=args.size, seed=1,
                                domain="crops", tint=(0.9, 0.3, 0.2), points=args.points)
     print(f"config: {args}")
+    print(f"colour distance (sliced W1, grey levels) of domain A to domain B: "
+          f"{colour_distance(foreground_colours(a), foreground_colours(b)):.1f}", flush=True)
     for weight in (args.weight,) if args.only_on else (args.weight, 0.0):
         r = run(weight, a, b, root, args)
         print(f"alpha loss weight {r['alpha_weight']:4.1f}: alpha IoU {r['alpha_iou']:.4f} over {r['images']} images "
-              f"(<= {args.tolerance} grey levels as black: {r['iou_tolerant']:.4f}; train {r['train_s']:.0f} s)", flush=True)
+              f"(<= {args.tolerance} grey levels as black: {r['iou_tolerant']:.4f}; colour distance to B "
+              f"{r['colour_distance']:.1f}; train {r['train_s']:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

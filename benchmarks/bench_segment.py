@@ -4,8 +4,10 @@
 
 Segmenters: torchvision Mask R-CNN v1 and v2 with random weights (same cost as COCO weights)
 at the seed report's resolution (short side 800 inside the model, long side <= 1024) and at
-512 px; GrabCut from a hint box on photos of those sizes. Curation: all seven filters plus the
-AIST normaliser on instances of drawn cars (instances/s).
+512 px; GrabCut from a hint box on photos of those sizes; the shape prior (its training step
+time, then inference with GrabCut refinement, on a network trained for --prior-steps steps on
+drawn cars: the cost does not depend on how well it is trained). Curation: all seven filters
+plus the AIST normaliser on instances of drawn cars (instances/s).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--grabcut-only", action="store_true", help="skip the Mask R-CNN rows")
+    parser.add_argument("--prior-steps", type=int, default=40, help="shape-prior training steps timed")
     args = parser.parse_args()
     import torch
 
@@ -53,6 +56,7 @@ def main():
     from aist_plugins.segmentation.maskrcnn import MaskRCNNSegmenter, MaskRCNNv2Segmenter
     from aist_plugins.segmentation.normalizer import AistNormalizer
 
+    prior = trained_shape_prior(args.prior_steps)
     print(f"torch {torch.__version__}, {args.threads} threads, {args.images} timed images per row")
     print(f"{'segmenter':<34}{'input':>12}{'images/s':>10}{'s/image':>10}")
     for short, long in ((800, 1024), (512, 683)):
@@ -72,6 +76,11 @@ def main():
             r = rate(lambda p: seg.segment([p[0]], [p[2]]), photos)
             name = f"grabcut (max_side {max_side}, tight {rounds})"
             print(f"{name:<34}{f'{shape[0]}x{shape[1]}':>12}{r:>10.3f}{1 / r:>10.2f}")
+        for refine in (3, 0):
+            prior.refine_iterations = refine
+            r = rate(lambda p: prior.segment([p[0]], [p[2]]), photos)
+            name = f"shape-prior (64 px, refine {refine})"
+            print(f"{name:<34}{f'{shape[0]}x{shape[1]}':>12}{r:>10.3f}{1 / r:>10.2f}")
 
     filters = [F.LabelFilter(), F.ScoreFilter(), F.MinSizeFilter(), F.FillRatioFilter(), F.GrayscaleFilter(),
                F.OcclusionFilter(), F.CroppingFilter()]
@@ -86,6 +95,24 @@ def main():
 
     r = rate(curate, items, warmup=2)
     print(f"{'curation (7 filters + normaliser)':<34}{'480x640':>12}{r:>10.1f} instances/s")
+
+
+def trained_shape_prior(steps: int):
+    """A shape prior (size 64, batch 16: the tests' and quickstart's setting) trained on drawn
+    cars; prints its training time per step."""
+    from aist_plugins.segmentation.shape_prior import ShapePriorSegmenter
+
+    renders = []
+    for seed in range(8):
+        rgb, mask, _ = photo((64, 96), seed)
+        renders.append(np.dstack([rgb, mask.astype(np.uint8) * 255]))
+    backgrounds = [(textured_background((240, 320), np.random.default_rng(seed)), np.array([[200, 200, 230, 230.0]]))
+                   for seed in range(4)]
+    prior = ShapePriorSegmenter(size=64, steps=steps, checkpoint_every=0)
+    start = time.perf_counter()
+    prior.fit_arrays(renders, backgrounds)
+    print(f"shape-prior training: {(time.perf_counter() - start) / steps:.3f} s/step (64 px, batch 16)")
+    return prior
 
 
 if __name__ == "__main__":

@@ -117,11 +117,19 @@ def annotation_from_instance(instance: Instance, ann_id: int, image_id: int) -> 
     }
 
 
+def annotation_box(ann: dict[str, Any]) -> tuple[float, float, float, float]:
+    """x0, y0, x1, y1: our `box`, or COCO's bbox [x, y, w, h] for files written elsewhere."""
+    if ann.get("box"):
+        x0, y0, x1, y1 = (float(v) for v in ann["box"])
+        return x0, y0, x1, y1
+    x, y, w, h = (float(v) for v in ann["bbox"])
+    return x, y, x + w, y + h
+
+
 def instance_from_annotation(ann: dict[str, Any]) -> Instance:
-    box = ann.get("box") or [ann["bbox"][0], ann["bbox"][1], ann["bbox"][0] + ann["bbox"][2], ann["bbox"][1] + ann["bbox"][3]]
     return Instance(
         mask=rle_decode(ann["segmentation"]),
-        box=tuple(float(v) for v in box),
+        box=annotation_box(ann),
         label=str(ann.get("label", "")),
         score=float(ann.get("score", 1.0)),
         extra={"annotation_id": ann["id"]},
@@ -155,12 +163,16 @@ def read_coco(path: Path) -> dict[str, Any]:
 
 
 # ============================================================================ segment
-def segment_photos(photos_dir: Path, segmenter: Segmenter, out: Path, ctx: StageContext, batch_size: int = 4) -> dict:
+def segment_photos(photos_dir: Path, segmenter: Segmenter, out: Path, ctx: StageContext, batch_size: int = 4,
+                   synthetic_dir: Path | None = None) -> dict:
     """Run `segmenter` over every photo; write out/segmentations.json (COCO, RLE masks).
 
-    Work is committed in chunks of `batch_size` photos (out/parts/chunk_*.json, written
-    atomically), so a crashed run resumes at the first missing chunk.
+    With `synthetic_dir`, the segmenter's `fit` runs first (out/segmenter/ keeps what it
+    learns). Work is committed in chunks of `batch_size` photos (out/parts/chunk_*.json,
+    written atomically), so a crashed run resumes at the first missing chunk.
     """
+    if synthetic_dir is not None:
+        segmenter.fit(Path(synthetic_dir), Path(photos_dir), Path(out) / "segmenter", ctx)
     photos = ViewsDataset(photos_dir)
     records = photos.records()
     out = Path(out)
@@ -288,6 +300,10 @@ def normalize_crops(
     n_test = int(round(test_fraction * len(anns)))
     split_of = {anns[i]["id"]: ("test" if rank < n_test else "train") for rank, i in enumerate(order)}
 
+    # decisions over all crops at once (the AIST normaliser matches ratios); seeded: resumable
+    planned = normalizer.plan([annotation_box(a) for a in anns], [a["area"] for a in anns], np.random.default_rng([ctx.seed, 1]))
+    plan_of = {a["id"]: p for a, p in zip(anns, planned)} if planned else {}
+
     writer = DatasetWriter(out, domain="crops", image_size=normalizer.size)
     units: dict[int, list[dict]] = {}
     for ann in anns:
@@ -308,7 +324,7 @@ def normalize_crops(
         for ann in unit_anns:
             instance = instance_from_annotation(ann)
             rng = np.random.default_rng([ctx.seed, ann["id"]])  # per crop: resumable, order-free
-            crop = normalizer.normalize(photo, instance, rng)  # (S, S, 4)
+            crop = normalizer.normalize(photo, instance, rng, **plan_of.get(ann["id"], {}))  # (S, S, 4)
             rel = f"images/crop_{ann['id']:07d}.png"
             crops[rel] = crop
             records.append(_crop_record(ann, entry, rel, split_of[ann["id"]], instance, crop, gt))

@@ -74,3 +74,37 @@ def test_normalize_full_contract_and_colour_correction():
     assert abs(fg_bg_ratio(alpha) - 0.25) < 0.02  # resize keeps the sampled ratio
     again = norm.normalize(image, instance(mask), np.random.default_rng(3))
     assert np.array_equal(crop, again)
+
+
+def crops_with_square_ratios(ratios, side=100):
+    """Boxes of full-height cars in a side x side square, with the given square fg/bg ratios."""
+    areas = [int(round(side * side * r / (1 + r))) for r in ratios]
+    return [(0.0, 0.0, float(side), float(side))] * len(areas), areas
+
+
+def test_plan_hands_out_sorted_targets_from_the_same_sample():
+    norm = AistNormalizer(prior_mean=0.3, prior_std=0.05)
+    boxes, areas = crops_with_square_ratios([0.5, 0.2, 0.35, 0.28])
+    planned = norm.plan(boxes, areas, np.random.default_rng(7))
+    targets = [p["target_ratio"] for p in planned]
+    rng = np.random.default_rng(7)
+    assert sorted(targets) == sorted(norm.sample_ratio(rng) for _ in range(4))  # the same Normal draws
+    assert np.argsort(targets).tolist() == np.argsort([0.5, 0.2, 0.35, 0.28]).tolist()
+    assert AistNormalizer(match_ratios=False).plan(boxes, areas, rng) is None
+
+
+def test_matching_makes_more_targets_reachable_and_the_ratios_closer():
+    """Square ratios spread around the synthetic Normal: drawn independently many targets land
+    above their crop's ratio (unreachable); sorted matching reaches more and the achieved ratios
+    sit closer to the Normal's mean."""
+    rng = np.random.default_rng(0)
+    squares = rng.uniform(0.2, 0.6, 300)
+    boxes, areas = crops_with_square_ratios(squares)
+    reachable = np.array([a / (100 * 100 - a) for a in areas])
+    norm = AistNormalizer(prior_mean=0.3, prior_std=0.08)
+    independent = np.array([norm.sample_ratio(rng) for _ in squares])
+    matched = np.array([p["target_ratio"] for p in norm.plan(boxes, areas, rng)])
+    unreachable = lambda targets: int(np.sum(targets > reachable))  # noqa: E731
+    assert unreachable(matched) < 0.5 * unreachable(independent)
+    achieved = lambda targets: np.minimum(targets, reachable)  # noqa: E731
+    assert abs(achieved(matched).mean() - 0.3) < abs(achieved(independent).mean() - 0.3)

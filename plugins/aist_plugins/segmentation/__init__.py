@@ -8,6 +8,7 @@ REGISTRY: list[tuple[str, str, str]] = [
     ("segmenter", "maskrcnn-v2", f"{_SEG}.maskrcnn:MaskRCNNv2Segmenter"),
     ("segmenter", "detectron2", f"{_SEG}.detectron2:Detectron2Segmenter"),
     ("segmenter", "grabcut", f"{_SEG}.grabcut:GrabCutSegmenter"),
+    ("segmenter", "shape-prior", f"{_SEG}.shape_prior:ShapePriorSegmenter"),
     # filters: the rejection rules of seed report chapter 3, one rule each
     ("filter", "label", f"{_SEG}.filters:LabelFilter"),
     ("filter", "score", f"{_SEG}.filters:ScoreFilter"),

@@ -68,11 +68,8 @@ class GrabCutSegmenter(Segmenter):
     ) -> list[list[Instance]]:
         results = []
         for i, image in enumerate(images):
-            hint = None if boxes is None else boxes[i]
-            h, w = image.shape[:2]
-            if hint is None or len(hint) == 0:  # no hint: the whole frame minus a 5% border
-                hint = np.array([[0.05 * w, 0.05 * h, 0.95 * w, 0.95 * h]])
-            instances = [self._segment_box(image, box) for box in np.asarray(hint, float).reshape(-1, 4)]
+            hint = hint_boxes(image, None if boxes is None else boxes[i])
+            instances = [self._segment_box(image, box) for box in hint]
             results.append([inst for inst in instances if inst is not None])
         return results
 
@@ -108,7 +105,7 @@ class GrabCutSegmenter(Segmenter):
         except cv2.error:
             return None  # degenerate window (e.g. one colour, or the box fills it): no segmentation
         fg = ((gc_mask == cv2.GC_FGD) | (gc_mask == cv2.GC_PR_FGD)).astype(np.uint8)
-        fg = self._clean(fg)
+        fg = clean_mask(fg, self.speck_fraction, self.fill_holes)
         if scale < 1:
             fg = (cv2.resize(fg.astype(np.float32), (window.shape[1], window.shape[0]), interpolation=cv2.INTER_LINEAR) >= 0.5)
         mask = np.zeros((h, w), dtype=bool)
@@ -140,22 +137,64 @@ class GrabCutSegmenter(Segmenter):
                 gc_mask[y + int(np.argmax(objectness[:, col])), x + col] = cv2.GC_FGD
             cv2.grabCut(bgr, gc_mask, None, bgd, fgd, self.refine_iterations, cv2.GC_INIT_WITH_MASK)
 
-    def _clean(self, fg: np.ndarray) -> np.ndarray:
-        import cv2
+def hint_boxes(image: np.ndarray, hint: np.ndarray | None) -> np.ndarray:
+    """The hint boxes as (K, 4) floats; without any, the whole frame minus a 5 % border."""
+    if hint is None or len(hint) == 0:
+        h, w = image.shape[:2]
+        return np.array([[0.05 * w, 0.05 * h, 0.95 * w, 0.95 * h]])
+    return np.asarray(hint, float).reshape(-1, 4)
 
-        if self.speck_fraction > 0:
-            n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
-            keep = np.zeros(n, bool)
-            keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= self.speck_fraction * fg.size
-            fg = keep[labels].astype(np.uint8)
-        if self.fill_holes and fg.any():
-            # flood the background from outside the mask; whatever it cannot reach is a hole
-            padded = np.pad(fg, 1)
-            flood = padded.copy()
-            cv2.floodFill(flood, np.zeros((flood.shape[0] + 2, flood.shape[1] + 2), np.uint8), (0, 0), 1)
-            holes = flood[1:-1, 1:-1] == 0
-            fg = (fg.astype(bool) | holes).astype(np.uint8)
-        return fg
+
+def grabcut_from_prior(image: np.ndarray, probability: np.ndarray, box: Sequence[float], sure: float,
+                       iterations: int, smoothing: float) -> np.ndarray | None:
+    """GrabCut seeded by an object probability map instead of a rectangle; (H, W) bool or None.
+
+    Outside the (tight) box is background; inside, probability above `sure` is certain object
+    and below 1 - `sure` certain background, the rest is "probable" either way at 0.5. The
+    colour models then settle the edges the probability map leaves soft. None when GrabCut
+    cannot fit its models (one colour only).
+    """
+    import cv2
+
+    h, w = image.shape[:2]
+    x0, y0 = max(0, int(round(box[0]))), max(0, int(round(box[1])))
+    x1, y1 = min(w, int(round(box[2]))), min(h, int(round(box[3])))
+    seeds = np.full((h, w), cv2.GC_BGD, np.uint8)
+    inside = probability[y0:y1, x0:x1]
+    seeds[y0:y1, x0:x1] = np.select(
+        [inside > sure, inside > 0.5, inside >= 1 - sure], [cv2.GC_FGD, cv2.GC_PR_FGD, cv2.GC_PR_BGD], cv2.GC_BGD
+    )
+    rgb = cv2.GaussianBlur(image[..., :3], (0, 0), smoothing) if smoothing > 0 else image[..., :3]
+    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GMM init uses OpenCV's RNG (k-means): fixed for determinism
+    try:
+        cv2.grabCut(bgr, seeds, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:
+        return None
+    return (seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)
+
+
+def clean_mask(fg: np.ndarray, speck_fraction: float, fill_holes: bool) -> np.ndarray:
+    """Drop components under `speck_fraction` of the array's area; fill enclosed holes. uint8 0/1.
+
+    Larger pieces stay, so the occlusion filter still sees an object split in two.
+    """
+    import cv2
+
+    if speck_fraction > 0:
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        keep = np.zeros(n, bool)
+        keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= speck_fraction * fg.size
+        fg = keep[labels].astype(np.uint8)
+    if fill_holes and fg.any():
+        # flood the background from outside the mask; whatever it cannot reach is a hole
+        padded = np.pad(fg, 1)
+        flood = padded.copy()
+        cv2.floodFill(flood, np.zeros((flood.shape[0] + 2, flood.shape[1] + 2), np.uint8), (0, 0), 1)
+        holes = flood[1:-1, 1:-1] == 0
+        fg = (fg.astype(bool) | holes).astype(np.uint8)
+    return fg
 
 
 def gmm_log_likelihood(model: np.ndarray, pixels: np.ndarray) -> np.ndarray:

@@ -1,0 +1,331 @@
+"""A weight-free segmenter that learns the object's shape from the project's synthetic renders.
+
+GrabCut sees colours only: on the procedural photos it misses dark roofs and tyres against dark
+asphalt and takes the contact shadow for car, and a dozen colour-model variants all stop near a
+median IoU of 0.85 (benchmarks/results/segmentation.md). The synthetic renders know better:
+they are the same object class with exact masks. `fit` pastes them onto patches of the photos'
+own background (copy_paste.py) and trains a small U-Net (unet.py) to segment the object inside
+its hint-box window; `segment` runs it on each photo's hint boxes, maps the probabilities back
+and lets GrabCut, seeded by them, settle the edges.
+
+Nothing is downloaded: the curation stage calls `fit` with the experiment's synthetic set and
+photos, and the weights are kept in the stage folder (or loaded from `weights`). Training is
+checkpointed and resumes where it stopped.
+
+Every instance is labelled `label` with score 1.0, as GrabCut's: the hint box is ground truth
+for "there is a car here"; the network's mean confidence is kept in `extra`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from aist_core.dataset import DatasetError, ViewsDataset
+from aist_core.interfaces import Instance, Segmenter
+
+from .copy_paste import CopyPasteSampler, background_patches, window_transform
+from .grabcut import clean_mask, grabcut_from_prior, hint_boxes
+from .unet import UNet
+
+WEIGHTS = "shape_prior.safetensors"
+CHECKPOINT = "checkpoint.pt"
+LOSSES = "losses.csv"
+
+
+class ShapePriorSegmenter(Segmenter):
+    """A U-Net trained on synthetic renders pasted on photo backgrounds, run in each hint box."""
+
+    def __init__(
+        self,
+        steps: int = 3000,
+        batch_size: int = 16,
+        learning_rate: float = 1e-3,
+        size: int = 64,
+        context: float = 0.25,
+        width: int = 16,
+        threshold: float = 0.5,
+        refine_iterations: int = 3,
+        sure: float = 0.99,
+        smoothing: float = 1.0,
+        label: str = "car",
+        speck_fraction: float = 0.002,
+        fill_holes: bool = True,
+        max_renders: int = 2000,
+        max_background_photos: int = 300,
+        checkpoint_every: int = 250,
+        weights: str | None = None,
+        device: str = "cpu",
+    ):
+        """steps: training steps (Adam; the rate drops to 0.3x for the last quarter).
+        batch_size: copy-paste pairs per step.
+        learning_rate: Adam's step size.
+        size: window side in pixels the network sees (divisible by 8). 64 is what was measured
+            on the procedural photos (benchmarks/results/segmentation.md); a step at 96 costs 2.9x.
+        context: margin around the hint box, as a fraction of its size (as GrabCut's window).
+        width: U-Net channels at the top level (488,001 parameters at 16).
+        threshold: probability above which a pixel is object (without refinement).
+        refine_iterations: GrabCut iterations seeded by the network's probabilities, which
+            sharpen its soft edges with colour models (grabcut.grabcut_from_prior); 0 = none.
+        sure: probability above which (below 1 - sure) the refinement may not change a pixel.
+        smoothing: sigma in pixels of the Gaussian blur before refinement (as GrabCut's).
+        label: class name given to every instance (the hint boxes are car boxes).
+        speck_fraction: drop mask components under this share of the window; 0 keeps all.
+        fill_holes: fill holes enclosed by the mask.
+        max_renders: synthetic training images held in memory (evenly spaced over the set).
+        max_background_photos: photos that background patches are cut from.
+        checkpoint_every: steps between checkpoints of an interrupted training.
+        weights: a trained shape_prior.safetensors to use instead of training.
+        device: where the network runs."""
+        if size % 8:
+            raise ValueError(f"size must be divisible by 8 (the U-Net pools three times), got {size}")
+        self.steps, self.batch_size, self.learning_rate = int(steps), int(batch_size), float(learning_rate)
+        self.size, self.context, self.width = int(size), float(context), int(width)
+        self.threshold, self.label = float(threshold), str(label)
+        self.refine_iterations, self.sure, self.smoothing = int(refine_iterations), float(sure), float(smoothing)
+        self.speck_fraction, self.fill_holes = float(speck_fraction), bool(fill_holes)
+        self.max_renders, self.max_background_photos = int(max_renders), int(max_background_photos)
+        self.checkpoint_every = int(checkpoint_every)
+        self.weights = weights
+        self.device = device
+        self.net = UNet(width).to(device)
+        self.trained = False
+        if weights is not None:
+            self.load(Path(weights))
+
+    @classmethod
+    def example(cls) -> "ShapePriorSegmenter":
+        """Trained for a few steps on drawn blobs: enough to exercise the contract."""
+        from aist_core.testing.fixtures import make_photo
+
+        rng = np.random.default_rng(0)
+        blobs = [make_photo(rng, 64, 64) for _ in range(6)]
+        renders = [np.dstack([image, mask.astype(np.uint8) * 255]) for image, mask, _ in blobs]
+        photos = [make_photo(rng, 64, 192)[::2] for _ in range(8)]  # (image, hint box)
+        segmenter = cls(steps=3, batch_size=2, size=32, width=4, checkpoint_every=0)
+        segmenter.fit_arrays(renders, photos)
+        return segmenter
+
+    # ------------------------------------------------------------------ training
+    def fit(self, synthetic: Path, photos: Path, workdir: Path, ctx) -> None:
+        """Train on `synthetic`'s renders over `photos`' backgrounds; reuse workdir's weights."""
+        workdir = Path(workdir)
+        if self.weights is not None:
+            return  # loaded in __init__
+        if (workdir / WEIGHTS).is_file():
+            self.load(workdir / WEIGHTS)
+            return
+        renders = _load_renders(ViewsDataset(synthetic), self.max_renders)
+        backgrounds = _load_photos(ViewsDataset(photos), self.max_background_photos)
+        ctx.log(f"shape prior: training on {len(renders)} renders over {len(backgrounds)} photos' backgrounds")
+        self.fit_arrays(renders, backgrounds, seed=ctx.seed, workdir=workdir, progress=ctx.progress)
+        self.save(workdir / WEIGHTS)
+
+    def fit_arrays(self, renders: Sequence[np.ndarray], photos: Sequence[tuple[np.ndarray, np.ndarray | None]],
+                   seed: int = 0, workdir: Path | None = None, progress=None) -> None:
+        """Train from RGBA renders and (RGB photo, hint boxes) pairs in memory.
+
+        With a `workdir`, checkpoints (network, optimiser, step, sampler RNG) are written every
+        `checkpoint_every` steps and training resumes from the last one.
+        """
+        torch.manual_seed(seed)
+        self.net = UNet(self.width).to(self.device)
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.learning_rate)
+        patches = background_patches(photos, self.size, np.random.default_rng([seed, 1]))
+        sampler = CopyPasteSampler(renders, patches, self.size, self.context, np.random.default_rng([seed, 2]))
+        if workdir:
+            Path(workdir).mkdir(parents=True, exist_ok=True)
+        start = self._resume(workdir, optimizer, sampler) if workdir else 0
+        self.net.train()
+        steps = range(start, self.steps)
+        for step in progress(steps, total=len(steps), description="training shape prior") if progress else steps:
+            for group in optimizer.param_groups:  # a lower rate for the last quarter settles the edges
+                group["lr"] = self.learning_rate * (0.3 if step >= 0.75 * self.steps else 1.0)
+            windows, masks = sampler.batch(self.batch_size)
+            logits = self.net(_to_tensor(windows, self.device))
+            loss = mask_loss(logits, torch.from_numpy(masks).to(self.device)[:, None].float())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if workdir:
+                _append_loss(workdir / LOSSES, step, loss.item())
+                if self.checkpoint_every and (step + 1) % self.checkpoint_every == 0 and step + 1 < self.steps:
+                    self._checkpoint(workdir, optimizer, sampler, step + 1)
+        self.net.eval()
+        self.trained = True
+
+    def _checkpoint(self, workdir: Path, optimizer, sampler: CopyPasteSampler, step: int) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        state = {"step": step, "net": self.net.state_dict(), "optimizer": optimizer.state_dict(),
+                 "sampler_rng": sampler.rng.bit_generator.state, "config": self._config()}
+        tmp = workdir / (CHECKPOINT + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, workdir / CHECKPOINT)  # atomic: a crash leaves the previous checkpoint
+
+    def _resume(self, workdir: Path, optimizer, sampler: CopyPasteSampler) -> int:
+        path = workdir / CHECKPOINT
+        if not path.is_file():
+            (workdir / LOSSES).unlink(missing_ok=True)
+            return 0
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state["config"] != self._config():
+            raise ValueError(f"{path}: checkpoint of another configuration ({state['config']}); use a new folder")
+        self.net.load_state_dict(state["net"])
+        optimizer.load_state_dict(state["optimizer"])
+        sampler.rng.bit_generator.state = state["sampler_rng"]
+        _truncate_losses(workdir / LOSSES, state["step"])
+        return int(state["step"])
+
+    def _config(self) -> dict:
+        return {"steps": self.steps, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
+                "size": self.size, "context": self.context, "width": self.width}
+
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        metadata = {"size": str(self.size), "context": str(self.context), "width": str(self.width)}
+        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(path), metadata=metadata)
+
+    def load(self, path: Path) -> None:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: shape-prior weights missing (let the curation stage train them)")
+        with safe_open(str(path), "pt") as handle:
+            saved = handle.metadata() or {}
+        mine = {"size": str(self.size), "context": str(self.context), "width": str(self.width)}
+        if saved != mine:
+            raise ValueError(f"{path}: weights for {saved}, this segmenter is {mine}")
+        self.net.load_state_dict(load_file(str(path), device=self.device))
+        self.net.eval()
+        self.trained = True
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def segment(
+        self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None] | None = None
+    ) -> list[list[Instance]]:
+        if not self.trained:
+            raise RuntimeError("shape-prior segmenter is untrained: run it through the curation stage "
+                               "(it trains on the synthetic set) or set weights = 'path/to/shape_prior.safetensors'")
+        results = []
+        for i, image in enumerate(images):
+            hint = hint_boxes(image, None if boxes is None else boxes[i])
+            warps = [window_transform(box, self.context, self.size) for box in hint]
+            windows = np.stack([extract_window(image, warp, self.size) for warp in warps])
+            probabilities = torch.sigmoid(self.net(_to_tensor(windows, self.device)))[:, 0].cpu().numpy()
+            instances = [self._instance(image, box, warp, p) for box, warp, p in zip(hint, warps, probabilities)]
+            results.append([inst for inst in instances if inst is not None])
+        return results
+
+    def _instance(self, image: np.ndarray, box: np.ndarray, warp: np.ndarray, probability: np.ndarray):
+        import cv2
+
+        h, w = image.shape[:2]
+        full = cv2.warpAffine(probability, warp, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        x0, y0, x1, y1 = _window_bounds(warp, self.size, w, h)
+        raw = full > self.threshold
+        if self.refine_iterations:  # GrabCut on the window only, so big photos cost no more
+            local = grabcut_from_prior(image[y0:y1, x0:x1], full[y0:y1, x0:x1], box - [x0, y0, x0, y0],
+                                       self.sure, self.refine_iterations, self.smoothing)
+            if local is not None:
+                raw = np.zeros((h, w), bool)
+                raw[y0:y1, x0:x1] = local
+        # clean inside the window only (speck_fraction is a share of it), as GrabCut does
+        mask = np.zeros((h, w), bool)
+        mask[y0:y1, x0:x1] = clean_mask(raw[y0:y1, x0:x1].astype(np.uint8), self.speck_fraction,
+                                        self.fill_holes).astype(bool)
+        if not mask.any():
+            return None
+        ys, xs = np.nonzero(mask)
+        tight = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+        extra = {"hint_box": [float(v) for v in box], "mean_probability": float(full[mask].mean())}
+        return Instance(mask=mask, box=tight, label=self.label, score=1.0, extra=extra)
+
+
+def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy plus soft Dice (Milletari et al. 2016): BCE for per-pixel
+    calibration, Dice so the thin parts (pillars, wheels) weigh as much as the body."""
+    probability = torch.sigmoid(logits)
+    dice = (2 * (probability * target).sum() + 1) / (probability.sum() + target.sum() + 1)
+    return F.binary_cross_entropy_with_logits(logits, target) + 1 - dice
+
+
+def extract_window(image: np.ndarray, warp: np.ndarray, size: int) -> np.ndarray:
+    """The size x size window of an RGB photo under `warp`; blurred first when shrinking a lot,
+    so fine texture does not alias (the training windows come from small renders)."""
+    import cv2
+
+    shrink = 1.0 / max(1e-6, min(warp[0, 0], warp[1, 1]))
+    source = np.ascontiguousarray(image[..., :3])
+    if shrink > 1.5:
+        x0, y0, x1, y1 = _window_bounds(warp, size, image.shape[1], image.shape[0], margin=int(2 * shrink))
+        source = cv2.GaussianBlur(source[y0:y1, x0:x1], (0, 0), 0.5 * shrink)
+        warp = warp.copy()
+        warp[:, 2] += warp[:, :2] @ np.array([x0, y0], float)  # the crop starts at (x0, y0)
+    return cv2.warpAffine(source, warp, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _window_bounds(warp: np.ndarray, size: int, width: int, height: int, margin: int = 0) -> tuple[int, int, int, int]:
+    """Integer pixel bounds (x0, y0, x1, y1) of the window, plus `margin`, clipped to the image."""
+    x0, y0 = -warp[0, 2] / warp[0, 0], -warp[1, 2] / warp[1, 1]
+    x1, y1 = x0 + size / warp[0, 0], y0 + size / warp[1, 1]
+    return (max(0, int(np.floor(x0)) - margin), max(0, int(np.floor(y0)) - margin),
+            min(width, int(np.ceil(x1)) + margin), min(height, int(np.ceil(y1)) + margin))
+
+
+def _to_tensor(windows: np.ndarray, device: str) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(windows)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def _load_renders(synthetic: ViewsDataset, limit: int) -> list[np.ndarray]:
+    records = synthetic.records("train") or synthetic.records()
+    picked = [records[i] for i in np.linspace(0, len(records) - 1, min(limit, len(records))).astype(int)]
+    renders = []
+    for record in picked:
+        try:
+            renders.append(synthetic.image(record, "RGBA"))
+        except DatasetError:
+            continue  # the normalise stage records unreadable synthetic images
+    return renders
+
+
+def _load_photos(photos: ViewsDataset, limit: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    records = photos.records()
+    picked = [records[i] for i in np.linspace(0, len(records) - 1, min(limit, len(records))).astype(int)]
+    loaded = []
+    for record in picked:
+        try:
+            image = photos.image(record, "RGB")
+        except DatasetError:
+            continue  # the segment loop records unreadable photos
+        boxes = record.get("boxes")
+        loaded.append((image, np.asarray(boxes, float).reshape(-1, 4) if boxes else None))
+    return loaded
+
+
+def _append_loss(path: Path, step: int, loss: float) -> None:
+    new = not path.is_file()
+    with path.open("a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(["step", "loss"])
+        writer.writerow([step, f"{loss:.6f}"])
+
+
+def _truncate_losses(path: Path, step: int) -> None:
+    """Drop rows logged after the checkpoint being resumed (they will be logged again)."""
+    if path.is_file():
+        rows = list(csv.reader(path.open()))
+        kept = [rows[0]] + [r for r in rows[1:] if int(r[0]) < step]
+        with path.open("w", newline="") as handle:
+            csv.writer(handle).writerows(kept)
