@@ -12,7 +12,7 @@ from aist_plugins.segmentation.grabcut import GrabCutSegmenter
 from aist_plugins.segmentation.normalizer import AistNormalizer
 from aist_plugins.segmentation.shape_prior import ShapePriorSegmenter
 
-STEPS = 1500  # shape-prior training steps: about 4 minutes on one core
+STEPS = 1500  # shape-prior training steps: 1-5 minutes on one core, by load
 
 
 def curate(photos, synthetic, tmp_path, min_side: float, size: int, segmenter=None):

@@ -135,3 +135,24 @@ def test_curation_stage_trains_the_prior_once_from_the_synthetic_set(tmp_path):
         part.unlink()  # segment again: the prior is reused, not retrained
     segment_photos(photos, tiny(steps=4), tmp_path / "seg", ctx, batch_size=4, synthetic_dir=synthetic)
     assert weights.stat().st_mtime_ns == stamp
+
+
+def test_refinement_sharpens_a_soft_prior_at_any_photo_size():
+    """GrabCut seeded by a too-large, blurred version of the true mask recovers the sharp mask,
+    on the full window and on one downscaled to max_side (big photos), returned at full size."""
+    import cv2
+    from seg_fixtures import draw_car, textured_background
+
+    from aist_core.imaging import mask_iou
+
+    rng = np.random.default_rng(0)
+    shape, box = (480, 640), (80, 120, 560, 380)
+    car, truth = draw_car(shape, box, (40, 80, 190), rng)
+    image = np.where(truth[..., None], car, textured_background(shape, rng))
+    grown = cv2.dilate(truth.astype(np.uint8), np.ones((25, 25), np.uint8))
+    soft = cv2.GaussianBlur(grown.astype(np.float32), (0, 0), 6)  # a prior 12 px too wide, vague edges
+    assert mask_iou(soft > 0.5, truth) < 0.9
+    for max_side in (1000, 160):
+        refined = tiny(max_side=max_side)._refine(image, soft, np.array(box, float))
+        assert refined.shape == truth.shape
+        assert mask_iou(refined, truth) > max(0.95, mask_iou(soft > 0.5, truth))

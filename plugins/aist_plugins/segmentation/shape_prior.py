@@ -54,6 +54,7 @@ class ShapePriorSegmenter(Segmenter):
         refine_iterations: int = 3,
         sure: float = 0.99,
         smoothing: float = 1.0,
+        max_side: int = 320,
         label: str = "car",
         speck_fraction: float = 0.002,
         fill_holes: bool = True,
@@ -75,6 +76,8 @@ class ShapePriorSegmenter(Segmenter):
             sharpen its soft edges with colour models (grabcut.grabcut_from_prior); 0 = none.
         sure: probability above which (below 1 - sure) the refinement may not change a pixel.
         smoothing: sigma in pixels of the Gaussian blur before refinement (as GrabCut's).
+        max_side: refinement works on the window downscaled to at most this side (as GrabCut's),
+            so its cost does not grow with the photo; masks are scaled back.
         label: class name given to every instance (the hint boxes are car boxes).
         speck_fraction: drop mask components under this share of the window; 0 keeps all.
         fill_holes: fill holes enclosed by the mask.
@@ -89,6 +92,7 @@ class ShapePriorSegmenter(Segmenter):
         self.size, self.context, self.width = int(size), float(context), int(width)
         self.threshold, self.label = float(threshold), str(label)
         self.refine_iterations, self.sure, self.smoothing = int(refine_iterations), float(sure), float(smoothing)
+        self.max_side = int(max_side)
         self.speck_fraction, self.fill_holes = float(speck_fraction), bool(fill_holes)
         self.max_renders, self.max_background_photos = int(max_renders), int(max_background_photos)
         self.checkpoint_every = int(checkpoint_every)
@@ -234,9 +238,8 @@ class ShapePriorSegmenter(Segmenter):
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
         x0, y0, x1, y1 = _window_bounds(warp, self.size, w, h)
         raw = full > self.threshold
-        if self.refine_iterations:  # GrabCut on the window only, so big photos cost no more
-            local = grabcut_from_prior(image[y0:y1, x0:x1], full[y0:y1, x0:x1], box - [x0, y0, x0, y0],
-                                       self.sure, self.refine_iterations, self.smoothing)
+        if self.refine_iterations:
+            local = self._refine(image[y0:y1, x0:x1], full[y0:y1, x0:x1], box - [x0, y0, x0, y0])
             if local is not None:
                 raw = np.zeros((h, w), bool)
                 raw[y0:y1, x0:x1] = local
@@ -250,6 +253,22 @@ class ShapePriorSegmenter(Segmenter):
         tight = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
         extra = {"hint_box": [float(v) for v in box], "mean_probability": float(full[mask].mean())}
         return Instance(mask=mask, box=tight, label=self.label, score=1.0, extra=extra)
+
+
+    def _refine(self, window: np.ndarray, probability: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+        """GrabCut seeded by the probabilities on the window, downscaled to `max_side`."""
+        import cv2
+
+        height, width = window.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        if scale < 1:
+            small = (max(1, round(width * scale)), max(1, round(height * scale)))
+            window = cv2.resize(window, small, interpolation=cv2.INTER_AREA)
+            probability = cv2.resize(probability, small, interpolation=cv2.INTER_LINEAR)
+        mask = grabcut_from_prior(window, probability, box * scale, self.sure, self.refine_iterations, self.smoothing)
+        if mask is None or scale == 1:
+            return mask
+        return cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) >= 0.5
 
 
 def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
