@@ -156,3 +156,16 @@ def test_refinement_sharpens_a_soft_prior_at_any_photo_size():
         refined = tiny(max_side=max_side)._refine(image, soft, np.array(box, float))
         assert refined.shape == truth.shape
         assert mask_iou(refined, truth) > max(0.95, mask_iou(soft > 0.5, truth))
+
+
+def test_fit_names_the_photos_when_boxes_leave_no_background(tmp_path):
+    from aist_core.dataset import DatasetWriter
+
+    writer = DatasetWriter(tmp_path / "photos", domain="photos")
+    image = np.full((40, 40, 3), 120, np.uint8)
+    writer.write_unit("u", [{"id": "p0", "image": "images/p0.png", "split": "train", "boxes": [[0, 0, 40, 40]]}],
+                      images={"images/p0.png": image})
+    writer.finish()
+    synthetic = make_synthetic(tmp_path / "synthetic", n=4, size=32)
+    with pytest.raises(ValueError, match=f"{tmp_path / 'photos'}: .*background patches"):
+        tiny().fit(synthetic, tmp_path / "photos", tmp_path / "work", StageContext.for_tests(tmp_path / "ctx"))

@@ -127,8 +127,13 @@ class ShapePriorSegmenter(Segmenter):
             return
         renders = _load_renders(ViewsDataset(synthetic), self.max_renders)
         backgrounds = _load_photos(ViewsDataset(photos), self.max_background_photos)
+        if not renders:
+            raise ValueError(f"{synthetic}: no readable synthetic renders to learn the object's shape from")
         ctx.log(f"shape prior: training on {len(renders)} renders over {len(backgrounds)} photos' backgrounds")
-        self.fit_arrays(renders, backgrounds, seed=ctx.seed, workdir=workdir, progress=ctx.progress)
+        try:
+            self.fit_arrays(renders, backgrounds, seed=ctx.seed, workdir=workdir, progress=ctx.progress)
+        except ValueError as exc:  # too little free background: say which photos
+            raise ValueError(f"{photos}: {exc}") from None
         self.save(workdir / WEIGHTS)
 
     def fit_arrays(self, renders: Sequence[np.ndarray], photos: Sequence[tuple[np.ndarray, np.ndarray | None]],
