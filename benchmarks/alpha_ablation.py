@@ -5,8 +5,12 @@ Data: the project's rendered fixture datasets (aist_core.testing.fixtures: boxy 
 domain B tinted red; both on black backgrounds like normalised crops.
 
     .venv/bin/python benchmarks/alpha_ablation.py --steps 150 --size 64
-    .venv/bin/python benchmarks/alpha_ablation.py --steps 1500 --weight 200 --a SYNTHETIC --b CROPS
-(the second on the procedural benchmark: procedural-cars' synthetic set and its curated crops)
+    .venv/bin/python benchmarks/alpha_ablation.py --steps 1500 --weight 100 --softness 0.004 \
+        --edge-weight 3 --a SYNTHETIC --b CROPS
+(the second on the procedural benchmark: procedural-cars' synthetic set and its curated crops,
+e.g. from benchmarks/curation_procedural.py). Besides the IoU it prints where the colours went
+(distance to B) and how far the images moved (change from input), so a mask kept by copying
+shows.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from aist_plugins.style.losses import AlphaLoss
 
 def run(alpha_weight: float, a: Path, b: Path, root: Path, args) -> dict:
     losses = [AlphaLoss(weight_a2b=alpha_weight, weight_b2a=alpha_weight, softness=args.softness,
-                        normalize=args.normalize)] if alpha_weight else []
+                        normalize=args.normalize, edge_weight=args.edge_weight, edge_radius=args.edge_radius)] if alpha_weight else []
     translator = CycleGAN(losses=losses, image_size=args.size, n_blocks=args.blocks, ngf=args.ngf, ndf=args.ngf,
                           batch_size=4, epochs=1000, max_steps=args.steps, sample_every=0,
                           checkpoint_every=10_000)
@@ -43,7 +47,23 @@ def run(alpha_weight: float, a: Path, b: Path, root: Path, args) -> dict:
     summary = stylize_dataset(translator, a, out, StageContext.for_tests(work))
     return {"alpha_weight": alpha_weight, "alpha_iou": summary["alpha_iou"], "images": summary["images"],
             "train_s": seconds, "iou_tolerant": tolerant_iou(out, args.tolerance),
-            "colour_distance": colour_distance(foreground_colours(out), foreground_colours(b))}
+            "colour_distance": colour_distance(foreground_colours(out), foreground_colours(b)),
+            "change": change_from_input(a, out)}
+
+
+def change_from_input(source: Path, out: Path) -> float:
+    """Mean |stylised - input| over the object's pixels, in grey levels (0 for a copy).
+
+    The paired check that the mask was not kept by copying the input: the colour distance to B
+    says where the colours went, this says how far each image moved.
+    """
+    a, s = ViewsDataset(source), ViewsDataset(out)
+    changes = []
+    for record in a.records():
+        rgba, stylised = a.image(record), s.image(record)
+        inside = rgba[..., 3] > 0
+        changes.append(np.abs(stylised[..., :3][inside].astype(float) - rgba[..., :3][inside]).mean())
+    return float(np.mean(changes))
 
 
 def tolerant_iou(out: Path, tolerance: int) -> float:
@@ -89,6 +109,9 @@ def main() -> None:
                         help="surface samples per fixture object; dense so silhouettes are solid, not speckled")
     parser.add_argument("--weight", type=float, default=2.0, help="alpha weight when on (seed report exp 2: 2)")
     parser.add_argument("--softness", type=float, default=0.02, help="AlphaLoss softness (default 0.02)")
+    parser.add_argument("--edge-weight", type=float, default=0.0,
+                        help="AlphaLoss extra weight of the background ring around the silhouette (0: seed loss)")
+    parser.add_argument("--edge-radius", type=int, default=2, help="AlphaLoss ring width in px")
     parser.add_argument("--normalize", default="pixel", choices=("pixel", "image"),
                         help="AlphaLoss normalisation of the squared L1 term (style/losses.py)")
     parser.add_argument("--tolerance", type=int, default=4, help="grey levels for the secondary, tolerant IoU")
@@ -114,7 +137,7 @@ def main() -> None:
         r = run(weight, a, b, root, args)
         print(f"alpha loss weight {r['alpha_weight']:4.1f}: alpha IoU {r['alpha_iou']:.4f} over {r['images']} images "
               f"(<= {args.tolerance} grey levels as black: {r['iou_tolerant']:.4f}; colour distance to B "
-              f"{r['colour_distance']:.1f}; train {r['train_s']:.0f} s)", flush=True)
+              f"{r['colour_distance']:.1f}; change from input {r['change']:.1f}; train {r['train_s']:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Issue 4's done-when at scale: curation of the procedural photo domain.
 
-    python benchmarks/curation_procedural.py [--photos 150] [--objects 100] [--segmenter shape-prior]
+    python benchmarks/curation_procedural.py [--photos 150] [--objects 100] [--segmenter shape-prior] [--size 64]
 
 Builds the procedural benchmark (photos 320x240), segments the photos from the hint boxes
 (GrabCut, or the shape prior trained first on the synthetic renders), applies every filter and the normaliser, and prints the counts, the median mask IoU
@@ -30,6 +30,8 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--reuse", type=Path, help="a folder from an earlier run: curate its data again")
     parser.add_argument("--segmenter", choices=("grabcut", "shape-prior"), default="shape-prior")
+    parser.add_argument("--size", type=int, default=64,
+                        help="synthetic render and crop size (px); a --reuse folder keeps the size it was built at")
     parser.add_argument("--prior-steps", type=int, default=1500, help="shape-prior training steps")
     args = parser.parse_args()
     root = args.reuse or Path(tempfile.mkdtemp(prefix="aist-curation-"))
@@ -38,12 +40,12 @@ if __name__ == "__main__":
     start = time.perf_counter()
     for stale in ("seg", "filter", "crops", "work"):
         shutil.rmtree(root / stale, ignore_errors=True)
-    ProceduralCars(n_objects=args.objects, views=5, image_size=64, points=300, spp=8, n_photos=args.photos,
+    ProceduralCars(n_objects=args.objects, views=5, image_size=args.size, points=300, spp=8, n_photos=args.photos,
                    photo_width=320, photo_height=240, photo_spp=8).build(root / "data", ctx)
     built = time.perf_counter()
     segmenter = (ShapePriorSegmenter(steps=args.prior_steps) if args.segmenter == "shape-prior"
                  else GrabCutSegmenter())
-    counts, result = curate(root / "data" / "photos", root / "data" / "synthetic", root, min_side=60.0, size=64,
+    counts, result = curate(root / "data" / "photos", root / "data" / "synthetic", root, min_side=60.0, size=args.size,
                             segmenter=segmenter)
     done = time.perf_counter()
     print(f"build {built - start:.1f} s, curation {done - built:.1f} s (with any training) ({counts['found'] / (done - built):.1f} instances/s)")

@@ -56,6 +56,16 @@ def test_synthetic_views_match_their_projected_clouds(built):
         assert mask_iou(alpha, projected) > 0.9, rec["id"]
 
 
+def test_synthetic_edges_keep_the_cars_colours(built):
+    """Partly covered edge pixels, un-premultiplied, are no brighter than the car: no white outline."""
+    data = ViewsDataset(built[0] / "synthetic")
+    for rec in data.records():
+        rgba = data.image(rec)
+        brightness, alpha = rgba[..., :3].max(-1), rgba[..., 3]
+        edge, inside = (alpha > 0) & (alpha < 128), alpha == 255
+        assert np.median(brightness[edge]) <= np.percentile(brightness[inside], 95), rec["id"]
+
+
 def test_photo_masks_match_their_projected_clouds(built):
     data = ViewsDataset(built[0] / "photos")
     checked = 0

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from aist_plugins.style.losses import AlphaLoss, ResNetFeatureLoss, hard_alpha, soft_alpha
+from aist_plugins.style.losses import AlphaLoss, ResNetFeatureLoss, edge_band, halo_ring, hard_alpha, soft_alpha
 
 
 def _scene():
@@ -40,6 +40,30 @@ def test_soft_alpha_bounds():
     soft = soft_alpha(levels, 0.02)[0, 0]
     assert soft[0] == 0 and soft[1] > 0.2 and soft[2] > 0.8 and soft[-1] > 0.98
     assert torch.all(soft[1:] > soft[:-1])
+
+
+def test_edge_band_covers_both_sides_of_the_outline():
+    alpha = hard_alpha(_scene())  # 8x8 square at 4:12
+    outer = halo_ring(alpha, 1)
+    assert outer.sum() == 10 * 10 - 64 and outer[0, 3, 3] == 1 and outer[0, 2, 2] == 0 and outer[0, 4:12, 4:12].sum() == 0
+    band = edge_band(alpha, 1)
+    assert band.sum() == 10 * 10 - 6 * 6 and band[0, 4, 4] == 1 and band[0, 5, 5] == 0 and band[0, 7, 7] == 0
+
+
+def test_edge_weight_charges_errors_at_the_outline_more_than_far_ones():
+    x = _scene()
+    halo, rim, far = x.clone(), x.clone(), x.clone()
+    halo[:, :, 3, 4:12] = 0.3  # 8 background pixels touching the square, painted
+    rim[:, :, 4, 4:12] = -1 + 0.5 / 255  # the square's top row painted black
+    far[:, :, 0, 4:12] = 0.3  # 8 background pixels far from it, painted
+    seed, weighted = AlphaLoss(softness=0.004), AlphaLoss(softness=0.004, edge_weight=3.0)
+    assert torch.isclose(seed(x, halo), seed(x, far))
+    assert torch.isclose(weighted(x, far), seed(x, far), rtol=0.1)  # only the rim's tiny soft error grows
+    # (1 + 3)^2 from the squared norm
+    assert torch.isclose(weighted(x, halo), seed(x, halo) * 16, rtol=0.03)
+    assert torch.isclose(weighted(x, rim), seed(x, rim) * 16, rtol=0.03)
+    with pytest.raises(ValueError, match="edge"):
+        AlphaLoss(edge_weight=-1)
 
 
 def test_normalizations_differ_by_elements_squared():
