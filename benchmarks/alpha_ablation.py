@@ -5,12 +5,12 @@ Data: the project's rendered fixture datasets (aist_core.testing.fixtures: boxy 
 domain B tinted red; both on black backgrounds like normalised crops.
 
     .venv/bin/python benchmarks/alpha_ablation.py --steps 150 --size 64
-    .venv/bin/python benchmarks/alpha_ablation.py --steps 1500 --weight 100 --softness 0.004 \
+    .venv/bin/python benchmarks/alpha_ablation.py --size 128 --steps 1500 --weight 300 --softness 0.004 \
         --edge-weight 3 --a SYNTHETIC --b CROPS
 (the second on the procedural benchmark: procedural-cars' synthetic set and its curated crops,
-e.g. from benchmarks/curation_procedural.py). Besides the IoU it prints where the colours went
-(distance to B) and how far the images moved (change from input), so a mask kept by copying
-shows.
+e.g. from benchmarks/curation_procedural.py --size 128; it gives 0.981, results/style.md).
+Besides the IoU it prints where the colours went (distance to B) and how far the images moved
+(change from input), so a mask kept by copying shows.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from aist_plugins.style.losses import AlphaLoss
 
 def run(alpha_weight: float, a: Path, b: Path, root: Path, args) -> dict:
     losses = [AlphaLoss(weight_a2b=alpha_weight, weight_b2a=alpha_weight, softness=args.softness,
-                        normalize=args.normalize, edge_weight=args.edge_weight, edge_radius=args.edge_radius)] if alpha_weight else []
+                        normalize=args.normalize, edge_weight=args.edge_weight,
+                        edge_radius=args.edge_radius)] if alpha_weight else []
     translator = CycleGAN(losses=losses, image_size=args.size, n_blocks=args.blocks, ngf=args.ngf, ndf=args.ngf,
                           batch_size=4, epochs=1000, max_steps=args.steps, sample_every=0,
                           checkpoint_every=10_000)
@@ -110,8 +111,8 @@ def main() -> None:
     parser.add_argument("--weight", type=float, default=2.0, help="alpha weight when on (seed report exp 2: 2)")
     parser.add_argument("--softness", type=float, default=0.02, help="AlphaLoss softness (default 0.02)")
     parser.add_argument("--edge-weight", type=float, default=0.0,
-                        help="AlphaLoss extra weight of the background ring around the silhouette (0: seed loss)")
-    parser.add_argument("--edge-radius", type=int, default=2, help="AlphaLoss ring width in px")
+                        help="AlphaLoss extra weight of the band along the silhouette's outline, both sides (0: seed loss)")
+    parser.add_argument("--edge-radius", type=int, default=2, help="AlphaLoss band half-width in px")
     parser.add_argument("--normalize", default="pixel", choices=("pixel", "image"),
                         help="AlphaLoss normalisation of the squared L1 term (style/losses.py)")
     parser.add_argument("--tolerance", type=int, default=4, help="grey levels for the secondary, tolerant IoU")

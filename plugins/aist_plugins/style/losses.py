@@ -36,7 +36,9 @@ def squared_l1(a: torch.Tensor, b: torch.Tensor, normalize: str, weights: torch.
 
     `weights` (shaped like a) scales each element's absolute difference before the norm.
     """
-    difference = (a - b).abs() if weights is None else (a - b).abs() * weights
+    difference = (a - b).abs()
+    if weights is not None:
+        difference = difference * weights
     per_image = difference.flatten(1)  # (B, N)
     norm = per_image.mean(1) if normalize == "pixel" else per_image.sum(1)
     return (norm**2).mean()
