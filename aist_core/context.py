@@ -9,6 +9,7 @@ without touching a component or a recipe.
 from __future__ import annotations
 
 import json
+import math
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -106,16 +107,36 @@ class StageContext:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON under a temporary name and rename, so a crash never leaves half a file."""
+    """Write strict JSON under a temporary name and rename, so a crash never leaves half a file.
+
+    Non-finite floats (NaN, inf; Python or NumPy) become null, because NaN is not JSON (RFC 8259)
+    and strict readers (browsers, jq, most languages) reject it; a writer that knows why a value
+    is missing should say so next to it ("<key>_missing": reason). NumPy arrays and scalars
+    become lists and numbers, Paths strings. Raises TypeError for anything else that JSON cannot
+    hold, and ValueError (json's allow_nan=False) should a non-finite number still get through.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default))
+    text = json.dumps(strict_json(data), indent=2, sort_keys=True, allow_nan=False, default=_json_default)
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
+def strict_json(value: Any) -> Any:
+    """`value` with every non-finite float replaced by None, NumPy values made plain Python,
+    tuples made lists (dict keys and other types are left to json.dumps)."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # NumPy arrays and scalars
+        return strict_json(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,4 +1,4 @@
-"""The eight plugin kinds and their contracts.
+"""The nine plugin kinds and their contracts.
 
 A plugin is a class that subclasses one of these and is registered under a name (see
 `aist_core.registry`). Constructor keyword arguments are the recipe parameters: the recipe loader
@@ -39,6 +39,7 @@ KINDS = (
     "annotation_loss",
     "shape_pose_model",
     "metric",
+    "domain_gap",
 )
 
 
@@ -259,7 +260,13 @@ class EvalSet:
 
     points: per image (N, 3) predicted cloud; quaternions: (M, 4) predicted poses;
     gt_points: per image ground-truth cloud or None; gt_quaternions: (M, 4) or None;
-    masks: (M, S, S) bool observed masks (alpha > 0) or None; object_ids: per image.
+    masks: (M, S, S) bool observed masks (alpha > 0) or None; object_ids: per image (views of
+    one object are correlated: intervals resample objects, `aist_core.stats`).
+    ids: per image record id, or None; two EvalSets with equal ids hold the same images in the
+    same order (what a paired comparison of two models needs).
+    frame: "learned" when the model picks its own object frame (unsupervised pose, aligned to
+    ground truth before comparing) or "ground_truth" when its poses and clouds are supervised in
+    the ground-truth frame (a model says so with `pose_frame = "ground_truth"`; no alignment).
     """
 
     name: str
@@ -269,6 +276,11 @@ class EvalSet:
     gt_points: list[np.ndarray] | None = None
     gt_quaternions: np.ndarray | None = None
     masks: np.ndarray | None = None
+    ids: list[str] | None = None
+    frame: str = "learned"
+
+
+FRAMES = ("learned", "ground_truth")
 
 
 class Metric(Component):
@@ -278,6 +290,16 @@ class Metric(Component):
     the global rotation aligning the model's frame to ground truth); it may do nothing.
     `compute(test)` returns a flat dict of finite floats; a metric whose ground truth is absent
     in `test` returns {} (so it can run on every test set). `needs` names the EvalSet fields used.
+
+    Optional per-image API (what confidence intervals and paired differences are built from):
+    `samples(test)` returns {name: (M,) float64 array}, one value per image of `test` in its
+    order (NaN where an image has no value, e.g. an empty mask), or {} when the metric has no
+    per-image form or its ground truth is absent (the default: no interval).
+    `summarize(samples)` turns such arrays, possibly resampled (images repeated or dropped),
+    into the same keys and values as `compute`; it ignores NaN and returns {} when nothing is
+    left. It depends only on the arrays and the metric's parameters, never on `fit`'s state
+    (the alignment is already applied in `samples`). For a metric that implements both,
+    compute(test) == summarize(samples(test)).
     """
 
     kind = "metric"
@@ -292,6 +314,30 @@ class Metric(Component):
     @abc.abstractmethod
     def compute(self, test: EvalSet) -> dict[str, float]: ...
 
+    def samples(self, test: EvalSet) -> dict[str, np.ndarray]:
+        return {}
+
+    def summarize(self, samples: dict[str, np.ndarray]) -> dict[str, float]:
+        return {}
+
+
+class DomainGap(Component):
+    """How far a set of images is from the real crops, on object pixels (seed report 6.3 asks
+    whether stylised images look real; this measures it without a downstream model).
+
+    `compute(images, reference, seed)` takes `images` (N, H, W, 4) and `reference` (M, H, W, 4)
+    uint8 RGBA of one size (alpha == 0 is background and must not influence the result) and
+    returns a JSON-ready dict: finite floats, `[low, high]` intervals as 2-lists, and `None`
+    with a "<key>_missing" string reason where a value cannot be computed (e.g. a weights file
+    that is not present). Deterministic under `seed`. Raises ValueError when either set is too
+    small to measure (the message says how many images it needs).
+    """
+
+    kind = "domain_gap"
+
+    @abc.abstractmethod
+    def compute(self, images: np.ndarray, reference: np.ndarray, seed: int = 0) -> dict[str, Any]: ...
+
 
 KIND_CLASSES: dict[str, type[Component]] = {
     "dataset_source": DatasetSource,
@@ -302,4 +348,5 @@ KIND_CLASSES: dict[str, type[Component]] = {
     "annotation_loss": AnnotationLoss,
     "shape_pose_model": ShapePoseModel,
     "metric": Metric,
+    "domain_gap": DomainGap,
 }

@@ -56,11 +56,17 @@ STAGES: dict[str, StageSpec] = {
     "segment": StageSpec("segmenter", options={"batch_size": 4}),
     "filter": StageSpec("filter", multiple=True),
     "normalize": StageSpec("normalizer", options={"test_fraction": 0.2}),
-    "translate": StageSpec("translator"),
+    # seed = -1: the recipe's seed. A stage seed varies one stage (translator or shape/pose
+    # model initialisation and data order) while every other stage keeps its cached output.
+    "translate": StageSpec("translator", options={"seed": -1}),
     "stylize": StageSpec(None, options={"batch_size": 16}),
-    "shape_pose": StageSpec("shape_pose_model", required=True),
-    "evaluate": StageSpec(None, options={"metrics": []}),
+    "shape_pose": StageSpec("shape_pose_model", options={"seed": -1}, required=True),
+    # metrics: Metric tables; domain_gap: DomainGap tables (images vs the real crops);
+    # baseline: the experiment every other one is compared with (the first one when absent)
+    "evaluate": StageSpec(None, options={"metrics": [], "domain_gap": [], "baseline": "baseline"}),
 }
+# Stage options that are arrays of component tables, and the kind of their components.
+COMPONENT_LIST_OPTIONS = {"metrics": "metric", "domain_gap": "domain_gap"}
 TOP_LEVEL = {"schema", "seed", "name", "description", "experiments"} | set(STAGES)
 EXPERIMENT_KEYS = {"train_on"} | set(STAGES)
 TRAIN_ON = ("synthetic", "stylized")
@@ -142,7 +148,15 @@ class Recipe:
         variants = self.data.get("experiments") or {"main": {}}
         out = {}
         for name, override in variants.items():
-            merged = _deep_merge(copy.deepcopy(base), {k: v for k, v in override.items() if k in STAGES})
+            start = copy.deepcopy(base)
+            for stage, table in override.items():
+                # An experiment that swaps a stage's component gets only the parameters it sets
+                # (the base component's parameters mean nothing to another component); the
+                # stage's own options (seed, batch sizes) are still inherited.
+                if stage in STAGES and isinstance(table, dict) and isinstance(start.get(stage), dict) \
+                        and "use" in table and table["use"] != start[stage].get("use"):
+                    start[stage] = {k: v for k, v in start[stage].items() if k in STAGES[stage].options}
+            merged = _deep_merge(start, {k: v for k, v in override.items() if k in STAGES})
             default_train_on = "stylized" if "translate" in merged else "synthetic"
             merged["train_on"] = override.get("train_on", default_train_on)
             out[name] = merged
@@ -322,12 +336,12 @@ def _validate_stage(recipe, registry, stage, spec, table, problems) -> Validated
         return ValidatedStage(stage, [], options)
     own = {k: v for k, v in table.items() if k in spec.options}
     for key, value in own.items():
-        if key == "metrics":
-            metric_tables = value if isinstance(value, list) else [value]
+        if key in COMPONENT_LIST_OPTIONS:
+            sub_tables = value if isinstance(value, list) else [value]
             own[key] = [
                 c
-                for i, sub in enumerate(metric_tables)
-                if (c := _validate_component(recipe, registry, "metric", sub, f"{stage}.metrics[{i}]", problems, set()))
+                for i, sub in enumerate(sub_tables)
+                if (c := _validate_component(recipe, registry, COMPONENT_LIST_OPTIONS[key], sub, f"{stage}.{key}[{i}]", problems, set()))
             ]
         elif not _type_ok(value, type(spec.options[key])):
             problems.append(f"{recipe.where(f'{stage}.{key}')}: {stage}.{key}: expected {type(spec.options[key]).__name__}, got {value!r}")

@@ -5,14 +5,24 @@ report.json keys (documented in docs/report.md):
   dataset                      summary counts from the dataset stage
   curation                     found, kept, rejected {reason: n}, ks_before, ks_after,
                                mask_iou_median (where ground truth exists), crops
+  baseline                     the experiment the others are compared with (null: none)
   experiments.<exp>.train_on   "synthetic" | "stylized"
   experiments.<exp>.alpha_iou  stylised vs input alpha IoU (experiments with a translator)
-  experiments.<exp>.test_sets.<set>.{precision, coverage, chamfer, pose_accuracy_30,
-                               median_pose_error_deg}      (table 6.2; set = original,
-                               stylized-<exp>, real where ground truth exists)
-  experiments.<exp>.mask_xor_median, mask_xor_q25, mask_xor_q75   on the real test crops
+  experiments.<exp>.compared_with   the baseline experiment (every experiment but the baseline)
+  experiments.<exp>.test_sets.<set>.{n, n_objects, <M>, <M>_ci95, ci95_missing}
+                               M: precision, coverage, chamfer, pose_accuracy_30,
+                               median_pose_error_deg, mask_xor_median/_q25/_q75 (table 6.2;
+                               set = original, stylized-<exp>, real, diagnostic)
+  experiments.<exp>.test_sets.<set>.delta_vs_baseline.<M>.{value, ci95}
+  experiments.<exp>.mask_xor_median, mask_xor_q25, mask_xor_q75 (+ _ci95)   on the real crops
+  reference_rows.constant_shape.{object, test_sets.<set>.{n, n_objects, <M>, <M>_ci95}}
+  domain_gap.<set>.*           synthetic / stylized-<exp> / diagnostic test images vs the real crops
   stages.<label>               key, seconds, cached, folder, skipped counts
   figures                      [{stage, path, title}] relative to the run folder
+
+The human reports print every number as "value [low, high]" (the 95% interval, objects
+resampled) next to its test set's size, and end the results with "What this run shows": the
+paired differences on the photo-domain sets read as improved / worsened / no significant change.
 """
 
 from __future__ import annotations
@@ -25,12 +35,20 @@ from typing import Any
 
 import aist_core
 from aist_core.context import write_json_atomic
+from aist_core.stats import excludes_zero
 
 TABLE_KEYS = ("precision", "coverage", "chamfer", "pose_accuracy_30", "median_pose_error_deg")
 TABLE_HEADERS = ("Precision", "Coverage", "Chamfer", "Accuracy@30", "Median error (deg)")
 XOR_KEYS = ("mask_xor_median", "mask_xor_q25", "mask_xor_q75")
+DELTA_KEYS = (*TABLE_KEYS, "mask_xor_median")
+DELTA_HEADERS = (*TABLE_HEADERS, "Mask XOR median")
+HIGHER_IS_BETTER = {"pose_accuracy_30"}  # every other reported key is an error or a distance
+# What "What this run shows" reads, on the photo-domain sets (label, direction from above).
+FINDING_KEYS = (("pose_accuracy_30", "pose accuracy@30"), ("median_pose_error_deg", "median pose error"), ("chamfer", "Chamfer"))
+PHOTO_SETS = ("real", "diagnostic")
 
 
+# ---------------------------------------------------------------------------- report.json
 def build_report(pipeline, run_dir: Path, plugins: list[dict[str, Any]]) -> dict[str, Any]:
     """Assemble report.json from the finished nodes and copy their figures into the run."""
     figures_dir = run_dir / "figures"
@@ -68,19 +86,32 @@ def build_report(pipeline, run_dir: Path, plugins: list[dict[str, Any]]) -> dict
         elif node.stage in ("segment", "filter", "normalize"):
             report["curation"].update(stage_report)
     evaluation = pipeline.evaluate.result.get("report", {})
+    report["baseline"] = evaluation.get("delta_reference")
     for exp, nodes in pipeline.per_experiment.items():
         entry: dict[str, Any] = {"train_on": pipeline.experiments[exp]["train_on"]}
         if "stylize" in nodes:
             entry["alpha_iou"] = nodes["stylize"].result.get("report", {}).get("alpha_iou")
-        sets = evaluation.get(exp, {})
-        entry["test_sets"] = {s: {k: v for k, v in values.items() if k in TABLE_KEYS} for s, values in sets.items()}
-        entry["test_sets"] = {s: v for s, v in entry["test_sets"].items() if v}
-        for key in XOR_KEYS:
-            value = sets.get("real", {}).get(key)
-            if value is not None:
-                entry[key] = value
+        entry.update(experiment_entry(evaluation.get(exp, {}), exp, report["baseline"]))
         report["experiments"][exp] = entry
+    report["reference_rows"] = evaluation.get("reference_rows", {})
+    report["domain_gap"] = evaluation.get("domain_gap", {})
     return report
+
+
+def experiment_entry(sets: dict[str, dict[str, Any]], exp: str, baseline: str | None) -> dict[str, Any]:
+    """One experiment's report keys from its evaluate results {set: entry}: test_sets (sets
+    with at least one metric value), compared_with, and the real crops' mask-XOR at the top."""
+    entry: dict[str, Any] = {}
+    if baseline is not None and exp != baseline:
+        entry["compared_with"] = baseline
+    test_sets = {s: {k: v for k, v in values.items() if k != "images"} for s, values in sets.items()}
+    entry["test_sets"] = {s: v for s, v in test_sets.items() if set(v) - {"n", "n_objects", "ci95_missing"}}
+    real = sets.get("real", {})
+    for key in XOR_KEYS:
+        if real.get(key) is not None:
+            entry[key] = real[key]
+            entry[f"{key}_ci95"] = real.get(f"{key}_ci95")
+    return entry
 
 
 def write_reports(report: dict[str, Any], run_dir: Path) -> None:
@@ -89,40 +120,212 @@ def write_reports(report: dict[str, Any], run_dir: Path) -> None:
     (run_dir / "report.html").write_text(to_html(report))
 
 
+# ---------------------------------------------------------------------------- formatting
 def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value)
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+        return f"[{_fmt(float(value[0]))}, {_fmt(float(value[1]))}]"
     return "" if value is None else str(value)
 
 
+def _fmt_ci(value: Any, interval: Any) -> str:
+    """ "value [low, high]", or the value alone when there is no interval; "" for no value."""
+    if value is None:
+        return ""
+    return f"{_fmt(value)} {_fmt(interval)}" if interval else _fmt(value)
+
+
+def _fmt_n(values: dict[str, Any]) -> str:
+    return f"{values['n']} / {values['n_objects']}" if "n" in values and "n_objects" in values else ""
+
+
+def _fmt_signed(value: float, interval: Any = None) -> str:
+    """A difference and its interval to 3 significant digits ("+2.1e-06 [1e-07, 3e-06]"): fixed
+    decimals would print a tiny but significant difference as "+0.000"."""
+    text = f"{value:+.3g}"
+    return text + (f" [{interval[0]:.3g}, {interval[1]:.3g}]" if interval else "")
+
+
+def _fmt_delta(key: str, delta: dict[str, Any] | None) -> str:
+    """ "+0.123 [0.01, 0.2] better" with the verdict only when the interval excludes 0."""
+    if not delta or delta.get("value") is None:
+        return ""
+    text = _fmt_signed(delta["value"], delta.get("ci95"))
+    if excludes_zero(delta.get("ci95")):
+        text += " better" if (delta["value"] > 0) == (key in HIGHER_IS_BETTER) else " worse"
+    return text
+
+
+def _count(n: Any, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+# ---------------------------------------------------------------------------- tables
 def results_rows(report: dict[str, Any]) -> list[list[str]]:
+    """Table 6.2 rows: each experiment on each test set, then the reference rows."""
     rows = []
     for exp, entry in report.get("experiments", {}).items():
         for test_set, values in entry.get("test_sets", {}).items():
-            rows.append([exp, test_set, *(_fmt(values.get(k)) for k in TABLE_KEYS)])
+            rows.append([exp, test_set, _fmt_n(values), *(_fmt_ci(values.get(k), values.get(f"{k}_ci95")) for k in TABLE_KEYS)])
+    for name, row in report.get("reference_rows", {}).items():
+        for test_set, values in row.get("test_sets", {}).items():
+            label = f"{name.replace('_', '-')} (reference)"
+            rows.append([label, test_set, _fmt_n(values), *(_fmt_ci(values.get(k), values.get(f"{k}_ci95")) for k in TABLE_KEYS)])
     return rows
+
+
+def delta_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for exp, entry in report.get("experiments", {}).items():
+        for test_set, values in entry.get("test_sets", {}).items():
+            deltas = values.get("delta_vs_baseline")
+            if deltas:
+                vs = entry.get("compared_with", "")
+                rows.append([exp, vs, test_set, _fmt_n(values), *(_fmt_delta(k, deltas.get(k)) for k in DELTA_KEYS)])
+    return rows
+
+
+def xor_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for exp, e in report.get("experiments", {}).items():
+        median = _fmt_ci(e.get("mask_xor_median"), e.get("mask_xor_median_ci95"))
+        rows.append([exp, median, _fmt(e.get("mask_xor_q25")), _fmt(e.get("mask_xor_q75")), _fmt(e.get("alpha_iou"))])
+    return rows
+
+
+def domain_gap_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows): one row per set, one column per component value; a "<key>_ci95" list
+    goes next to its value, "<key>_missing" reasons into the last column."""
+    gaps = report.get("domain_gap", {})
+    keys: list[str] = []
+    for values in gaps.values():
+        for key in values:
+            if key not in keys and not key.endswith(("_ci95", "_missing")) and key != "missing":
+                keys.append(key)
+    rows = []
+    for set_name, values in gaps.items():
+        notes = [f"{k}: {v}" for k, v in values.items() if k.endswith("_missing") or k == "missing"]
+        rows.append([set_name, *(_fmt_ci(values.get(k), values.get(f"{k}_ci95")) for k in keys), "; ".join(notes)])
+    return ["Test set", *keys, "notes"], rows
+
+
+# ---------------------------------------------------------------------------- findings
+def _verdict(key: str, label: str, delta: dict[str, Any] | None) -> str:
+    if not delta or delta.get("value") is None:
+        return f"{label} not measured (no ground truth or no per-image values)"
+    value, interval = delta["value"], delta.get("ci95")
+    if not interval:
+        return f"{label} {_fmt_signed(value)} (no interval: too few objects)"
+    span = f"{_fmt_signed(value)}, 95% interval [{interval[0]:.3g}, {interval[1]:.3g}]"
+    if not excludes_zero(interval):
+        return f"{label} did not change significantly ({span} includes 0)"
+    better = (value > 0) == (key in HIGHER_IS_BETTER)
+    return f"{label} {'improved' if better else 'worsened'} ({span})"
+
+
+def _constant_shape_context(report: dict[str, Any]) -> list[str]:
+    """What one fixed training shape scores on the photo-domain sets, next to each experiment's
+    Chamfer there: a model not below it has learned no more shape than one typical car."""
+    rows = report.get("reference_rows", {}).get("constant_shape", {}).get("test_sets", {})
+    out = []
+    for set_name in PHOTO_SETS:
+        reference = rows.get(set_name, {})
+        if reference.get("chamfer") is None:
+            continue
+        models = [f"{exp} {_fmt_ci(e['test_sets'][set_name].get('chamfer'), e['test_sets'][set_name].get('chamfer_ci95'))}"
+                  for exp, e in report.get("experiments", {}).items()
+                  if e.get("test_sets", {}).get(set_name, {}).get("chamfer") is not None]
+        out.append(f"On the {set_name} test set, predicting one fixed training car (the constant-shape reference) "
+                   f"gives Chamfer {_fmt_ci(reference['chamfer'], reference.get('chamfer_ci95'))}"
+                   + (f"; the experiments: {', '.join(models)}." if models else "."))
+    return out
+
+
+def findings(report: dict[str, Any]) -> list[str]:
+    """"What this run shows": per non-baseline experiment and photo-domain test set, whether
+    pose accuracy@30, median pose error and Chamfer changed versus the baseline (significant =
+    the paired difference's 95% interval excludes 0), then the scale the evidence rests on."""
+    out, scale = [], {}
+    for exp, entry in report.get("experiments", {}).items():
+        for set_name in PHOTO_SETS:
+            values = entry.get("test_sets", {}).get(set_name)
+            if not values:
+                continue
+            scale[set_name] = (values.get("n"), values.get("n_objects"))
+            if "compared_with" not in entry:
+                continue
+            deltas = values.get("delta_vs_baseline", {})
+            verdicts = "; ".join(_verdict(k, label, deltas.get(k)) for k, label in FINDING_KEYS)
+            out.append(f"{exp} vs {entry['compared_with']} on the {set_name} test set: {verdicts}.")
+    if not out:
+        out.append("No experiment has a paired difference to a baseline on a photo-domain test set "
+                   "(one experiment only, or no real or diagnostic test set).")
+    sizes = ", ".join(f"{set_name}: {_count(n, 'test image')} of {_count(k, 'object')}" for set_name, (n, k) in scale.items())
+    if sizes:
+        out.append(f"Scale: {sizes}. Intervals resample objects, so a few objects give wide intervals.")
+    out += _constant_shape_context(report)
+    if report.get("name") == "quickstart" or Path(str(report.get("recipe", ""))).stem == "quickstart":
+        out.append("This is the quickstart, a small-scale run (minutes on a laptop): treat any difference "
+                   "whose interval includes 0 as no evidence either way; the paper recipes measure at scale.")
+    return out
+
+
+# ---------------------------------------------------------------------------- markdown / html
+def sections(report: dict[str, Any]) -> list[tuple[str, list[str], tuple[list[str], list[list[str]]] | None]]:
+    """The results part of both human reports: (title, paragraphs, (headers, rows) or None)."""
+    baseline = report.get("baseline")
+    gap_headers, gap_rows = domain_gap_table(report)
+    out = [
+        ("Shape and pose (seed report table 6.2)",
+         ["Each cell: value [95% interval]; intervals resample test objects (all views of a drawn object), "
+          "n = test images / objects. Reference rows are not experiments: they show what predicting one "
+          "fixed training shape scores."],
+         (["Experiment", "Test set", "n", *TABLE_HEADERS], results_rows(report))),
+        (f"Differences vs the baseline{f' ({baseline})' if baseline else ''}",
+         ["Experiment minus baseline on the same test images, [95% interval] from resampling the same "
+          "objects for both. Higher is better for accuracy, lower for errors, distances and mask XOR; "
+          "'better' / 'worse' only where the interval excludes 0."],
+         (["Experiment", "vs", "Test set", "n", *DELTA_HEADERS], delta_rows(report))),
+        ("What this run shows", findings(report), None),
+        ("Real images: mask XOR (normalised disagreement, lower is better)", [],
+         (["Experiment", "median [95% interval]", "q25", "q75", "translator alpha IoU"], xor_rows(report))),
+    ]
+    if gap_rows:
+        out.append(("Domain gap (each test set's images vs the real crops)",
+                    ["From the domain-gap components of [evaluate] domain_gap, on object pixels."],
+                    (gap_headers, gap_rows)))
+    return out
+
+
+def _curation_rows(report: dict[str, Any]) -> list[list[str]]:
+    curation = report.get("curation", {})
+    rows = [[k, _fmt(curation[k])] for k in ("found", "kept", "crops", "ks_before", "ks_after", "mask_iou_median") if k in curation]
+    rows += [[f"rejected: {r}", str(n)] for r, n in sorted(curation.get("rejected", {}).items())]
+    return rows
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def to_markdown(report: dict[str, Any]) -> str:
     lines = [f"# AIST run: {report['name']}", "", f"Recipe `{report['recipe']}`, aist {report['aist_version']}.", ""]
-    lines += ["## Shape and pose (seed report table 6.2)", ""]
-    lines += ["| Experiment | Test set | " + " | ".join(TABLE_HEADERS) + " |", "|" + "---|" * (2 + len(TABLE_KEYS))]
-    lines += ["| " + " | ".join(row) + " |" for row in results_rows(report)]
-    lines += ["", "## Real images: mask XOR (normalised disagreement, lower is better)", ""]
-    lines += ["| Experiment | median | q25 | q75 | translator alpha IoU |", "|---|---|---|---|---|"]
-    for exp, entry in report.get("experiments", {}).items():
-        lines.append(f"| {exp} | " + " | ".join(_fmt(entry.get(k)) for k in (*XOR_KEYS, "alpha_iou")) + " |")
-    curation = report.get("curation", {})
+    for title, paragraphs, table in sections(report):
+        lines += [f"## {title}", ""]
+        lines += [p for paragraph in paragraphs for p in (paragraph, "")]
+        if table:
+            lines += _md_table(*table) + [""]
+    curation = _curation_rows(report)
     if curation:
-        lines += ["", "## Curation", ""]
-        for key in ("found", "kept", "crops", "ks_before", "ks_after", "mask_iou_median"):
-            if key in curation:
-                lines.append(f"- {key}: {_fmt(curation[key])}")
-        for reason, count in sorted(curation.get("rejected", {}).items()):
-            lines.append(f"- rejected ({reason}): {count}")
-    lines += ["", "## Stages", "", "| Stage | seconds | cached | key |", "|---|---|---|---|"]
-    for label, stage in report.get("stages", {}).items():
-        lines.append(f"| {label} | {_fmt(stage.get('seconds'))} | {stage.get('cached')} | `{stage.get('key')}` |")
+        lines += ["## Curation", ""] + [f"- {k}: {v}" for k, v in curation] + [""]
+    lines += ["## Stages", ""]
+    lines += _md_table(["Stage", "seconds", "cached", "key"], [
+        [label, _fmt(s.get("seconds")), str(s.get("cached")), f"`{s.get('key')}`"] for label, s in report.get("stages", {}).items()
+    ])
     lines += ["", "## Figures", ""]
     lines += [f"![{f['title']}]({f['path']})" for f in report.get("figures", [])]
     return "\n".join(lines) + "\n"
@@ -136,10 +339,10 @@ def to_html(report: dict[str, Any]) -> str:
         body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
-    xor_rows = [[exp, *(_fmt(e.get(k)) for k in (*XOR_KEYS, "alpha_iou"))] for exp, e in report.get("experiments", {}).items()]
-    curation = report.get("curation", {})
-    cur_rows = [[k, _fmt(curation[k])] for k in ("found", "kept", "crops", "ks_before", "ks_after", "mask_iou_median") if k in curation]
-    cur_rows += [[f"rejected: {r}", str(n)] for r, n in sorted(curation.get("rejected", {}).items())]
+    results = "".join(
+        f"<h2>{esc(title)}</h2>" + "".join(f"<p>{esc(p)}</p>" for p in paragraphs) + (table(*tab) if tab else "")
+        for title, paragraphs, tab in sections(report)
+    )
     stage_rows = [[label, _fmt(s.get("seconds")), str(s.get("cached")), s.get("key", "")] for label, s in report.get("stages", {}).items()]
     figures = "".join(
         f"<figure><img src='{esc(f['path'])}' alt='{esc(f['title'])}'><figcaption>{esc(f['stage'])}: {esc(f['title'])}</figcaption></figure>"
@@ -148,19 +351,16 @@ def to_html(report: dict[str, Any]) -> str:
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>AIST run: {esc(report['name'])}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }}
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 80em; color: #222; }}
 table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px solid #ccc; padding: .3em .7em; text-align: right; }}
 td:first-child, td:nth-child(2), th {{ text-align: left; }}
 figure {{ display: inline-block; margin: .5em; vertical-align: top; }} img {{ max-width: 34em; border: 1px solid #ddd; }}
 </style></head><body>
 <h1>AIST run: {esc(report['name'])}</h1>
 <p>Recipe <code>{esc(report['recipe'])}</code>, aist {esc(report['aist_version'])}.</p>
-<h2>Shape and pose (seed report table 6.2)</h2>
-{table(("Experiment", "Test set", *TABLE_HEADERS), results_rows(report))}
-<h2>Real images: mask XOR</h2>
-{table(("Experiment", "median", "q25", "q75", "translator alpha IoU"), xor_rows)}
+{results}
 <h2>Curation</h2>
-{table(("quantity", "value"), cur_rows)}
+{table(("quantity", "value"), _curation_rows(report))}
 <h2>Figures</h2>
 {figures}
 <h2>Stages</h2>
@@ -169,10 +369,13 @@ figure {{ display: inline-block; margin: .5em; vertical-align: top; }} img {{ ma
 """
 
 
+# ---------------------------------------------------------------------------- several runs
 def combine(run_dirs: list[Path], out_dir: Path) -> dict[str, Any]:
-    """`aist report RUN...`: one page from several run folders (experiments prefixed by run)."""
+    """`aist report RUN...`: one page from several run folders (experiments, reference rows and
+    domain-gap sets prefixed by run when there are several)."""
     combined: dict[str, Any] = {"name": " + ".join(d.name for d in run_dirs), "recipe": ", ".join(str(d) for d in run_dirs),
-                                "aist_version": aist_core.__version__, "experiments": {}, "curation": {}, "stages": {}, "figures": []}
+                                "aist_version": aist_core.__version__, "experiments": {}, "curation": {}, "stages": {},
+                                "figures": [], "reference_rows": {}, "domain_gap": {}}
     out_dir.mkdir(parents=True, exist_ok=True)
     for run_dir in run_dirs:
         path = run_dir / "report.json"
@@ -180,11 +383,22 @@ def combine(run_dirs: list[Path], out_dir: Path) -> dict[str, Any]:
             raise FileNotFoundError(f"{path}: missing; is {run_dir} a finished aist run folder?")
         report = json.loads(path.read_text())
         prefix = run_dir.name if len(run_dirs) > 1 else ""
+
+        def named(name: str) -> str:
+            return f"{prefix}/{name}" if prefix else name
+
+        if len(run_dirs) == 1:
+            combined["baseline"] = report.get("baseline")
         for exp, entry in report.get("experiments", {}).items():
-            combined["experiments"][f"{prefix}/{exp}" if prefix else exp] = entry
+            if "compared_with" in entry:
+                entry = {**entry, "compared_with": named(entry["compared_with"])}
+            combined["experiments"][named(exp)] = entry
+        for key in ("reference_rows", "domain_gap"):
+            for name, value in report.get(key, {}).items():
+                combined[key][named(name)] = value
         combined["curation"] = combined["curation"] or report.get("curation", {})
         for label, stage in report.get("stages", {}).items():
-            combined["stages"][f"{prefix}/{label}" if prefix else label] = stage
+            combined["stages"][named(label)] = stage
         for fig in report.get("figures", []):
             src = run_dir / fig["path"]
             dst = out_dir / "figures" / f"{run_dir.name}-{Path(fig['path']).name}"

@@ -79,10 +79,12 @@ class Pipeline:
         self.evaluate = self._evaluate_node()
 
     def _node(self, exp: str, stage: str, spec: ValidatedStage | None, inputs: dict[str, Node], extra=None) -> Node:
+        options = _resolved_options(spec.options, self.registry) if spec else {}
+        stage_seed = options.pop("seed", -1)  # a stage's own seed replaces the recipe's
         config = {
             "components": [c.resolved(self.registry) for c in spec.components] if spec else [],
-            "options": _resolved_options(spec.options, self.registry) if spec else {},
-            "seed": self.recipe.seed,
+            "options": options,
+            "seed": self.recipe.seed if stage_seed < 0 else stage_seed,
             **(extra or {}),
         }
         node = Node(stage, f"{exp}/{stage}", config, inputs, getattr(self.work, stage), spec, self.registry)
@@ -190,7 +192,7 @@ def execute_node(node: Node, pipeline: Pipeline, settings: RunSettings) -> dict[
     settings.log(f"[{node.label}] {'resuming' if resuming else 'running'} -> {final}")
     ctx = StageContext(
         workdir=work,
-        seed=pipeline.recipe.seed,
+        seed=node.config.get("seed", pipeline.recipe.seed),
         device=settings.device,
         executor=LocalExecutor(settings.workers),
         progress=rich_progress if settings.progress else (lambda items, total=None, description="": items),

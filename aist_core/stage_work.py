@@ -96,6 +96,9 @@ def shape_pose(node, out: Path, ctx: StageContext) -> dict[str, Any]:
 
 
 def evaluate(node, out: Path, ctx: StageContext) -> dict[str, Any]:
+    """Every experiment's model on every test set. Test sets: "original" (the synthetic renders),
+    "stylized-<exp>", "real" (the crops) and "diagnostic" when the normalize stage wrote one
+    (<crops>/diagnostic/: the crops' geometry with synthetic appearance and ground truth)."""
     from aist_core.stages import shape_pose as glue
 
     models = {}
@@ -105,5 +108,11 @@ def evaluate(node, out: Path, ctx: StageContext) -> dict[str, Any]:
             model.load(model_node.dir / "weights")
             models[name.split(":", 1)[1]] = model
     test_sets = {name.split(":", 1)[1]: _views_dir(n) for name, n in node.inputs.items() if name.startswith("set:")}
-    metrics = [spec.build(node.registry) for spec in node.spec.options.get("metrics", [])]
-    return glue.evaluate(models, metrics, test_sets, test_sets["original"], out, ctx)
+    real = node.inputs.get("set:real")
+    if real is not None and (real.dir / "diagnostic" / "dataset.json").is_file():
+        test_sets["diagnostic"] = real.dir / "diagnostic"
+    options = node.spec.options
+    metrics = [spec.build(node.registry) for spec in options.get("metrics", [])]
+    gaps = [(spec.name, spec.build(node.registry)) for spec in options.get("domain_gap", [])]
+    return glue.evaluate(models, metrics, test_sets, test_sets["original"], out, ctx,
+                         baseline=options.get("baseline", "baseline"), domain_gap=gaps)

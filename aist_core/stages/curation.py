@@ -3,6 +3,7 @@
     photos (views dataset) --segment_photos--> segmentations.json (COCO, RLE masks)
                            --filter_instances--> kept.json (+ rejections by reason)
                            --normalize_crops--> crops (views dataset, domain "crops") + figures
+                                                (+ crops/diagnostic/: the photos' twins, cropped alike)
 
 Written against the interfaces only: NumPy, Pillow and (lazily) matplotlib; never torch and never
 a plugin module. The runner builds the components and passes them in.
@@ -13,6 +14,7 @@ tools read, and the stage that writes it is the one that must read it back.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -27,6 +29,7 @@ from aist_core.interfaces import Filter, Instance, Normalizer, Segmenter
 
 SEGMENTATIONS = "segmentations.json"
 KEPT = "kept.json"
+DIAGNOSTIC = "diagnostic"  # normalize's sub-dataset: every real crop's twin, cropped alike
 
 
 # ============================================================================ COCO RLE (numpy)
@@ -281,6 +284,11 @@ def normalize_crops(
     by a seeded permutation (seed report: 80/20 after normalisation, since one photo may give
     several crops). Where the photo has ground-truth instances, the crop's record carries the
     best-matching one's object and quaternion (by mask IoU). Resumable: one unit per photo.
+
+    When the photos' records carry twins (`twin`, and `twin_mask` per ground-truth instance:
+    the same scene in the synthetic domain's look, see docs/dataset-format.md), every real crop
+    is paired with a diagnostic crop in out/diagnostic/ (`_diagnostic_crops`). Returns the
+    summary dict, with `diagnostic_crops` (0 without twins).
     """
     out = Path(out)
     photos = ViewsDataset(photos_dir)
@@ -323,7 +331,7 @@ def normalize_crops(
         records, crops = [], {}
         for ann in unit_anns:
             instance = instance_from_annotation(ann)
-            rng = np.random.default_rng([ctx.seed, ann["id"]])  # per crop: resumable, order-free
+            rng = _crop_rng(ctx.seed, ann["id"])
             crop = normalizer.normalize(photo, instance, rng, **plan_of.get(ann["id"], {}))  # (S, S, 4)
             rel = f"images/crop_{ann['id']:07d}.png"
             crops[rel] = crop
@@ -340,6 +348,7 @@ def normalize_crops(
     after = np.array([r["source"]["ratio_after"] for r in crops_ds.records()], dtype=np.float64)
     ious = [r["source"]["mask_iou"] for r in crops_ds.records() if r["source"].get("mask_iou") is not None]
     ctx.figures.extend(_ratio_figures(out, synthetic_ratios, before, after))
+    diagnostic = _diagnostic_crops(photos, record_by_image, images, list(units.items()), plan_of, crops_ds, normalizer, out, ctx)
     return {
         "crops": len(crops_ds),
         "train": manifest["counts"].get("train", 0),
@@ -349,7 +358,13 @@ def normalize_crops(
         "mask_iou_median": float(np.median(ious)) if ious else None,
         "synthetic_ratio_mean": float(synthetic_ratios.mean()) if synthetic_ratios.size else None,
         "normalizer": normalizer.state(),
+        "diagnostic_crops": diagnostic,
     }
+
+
+def _crop_rng(seed: int, annotation_id: int) -> np.random.Generator:
+    """A crop's own generator: resumable and order-free, and the same for its diagnostic twin."""
+    return np.random.default_rng([seed, annotation_id])
 
 
 def _require(path: Path) -> Path:
@@ -402,6 +417,116 @@ def _int_box(box, shape) -> tuple[int, int, int, int]:
     x0, y0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
     x1, y1 = min(w, int(math.ceil(x1))), min(h, int(math.ceil(y1)))
     return x0, y0, max(x0 + 1, x1), max(y0 + 1, y1)
+
+
+# ============================================================================ diagnostic twins
+def _diagnostic_crops(photos: ViewsDataset, record_by_image: dict[str, dict], images: dict[int, dict],
+                      units: list[tuple[int, list[dict]]], plan_of: dict[int, dict], crops: ViewsDataset,
+                      normalizer: Normalizer, out: Path, ctx: StageContext) -> int:
+    """Crop each real crop's twin exactly like the real crop: a views dataset in out/diagnostic/.
+
+    The twin is the photo's scene (same cars, poses and camera) rendered with the synthetic
+    domain's materials and lights on a transparent background. A diagnostic crop uses its real
+    crop's box, planned arguments (target ratio) and random generator, so the crop window, the
+    square padding and the ratio padding's target and random split are the real crop's. Its
+    mask is the twin's own coverage of the matched car (the photo record's `twin_mask`), not the
+    segmentation: the diagnostic shows the car cleanly, the pose/shape gap it leaves is the
+    geometry's (camera, elevation, framing), and segmentation errors stay on the real side.
+    Ratio padding reaches the target with the twin's car area, so the car's scale differs from
+    the real crop's by sqrt(real area / twin area), i.e. by the segmentation's area error.
+
+    Records keep the real crop's id, split, object, quaternion and cloud (the evaluation pairs
+    them by id); `source` adds `twin`, `twin_mask` and `twin_mask_iou` (segmentation vs twin
+    mask, full frame) and recomputes `ratio_before` / `ratio_after`. One unit per photo, as for
+    the real crops, so a killed stage resumes. Returns the number of diagnostic crops; 0, and
+    nothing written, when no photo has a twin.
+    """
+    if not any(r.get("twin") for r in record_by_image.values()):
+        return 0
+    real_of = {r["source"]["annotation_id"]: r for r in crops.records()}
+    # A copy: its counters (e.g. unreachable ratio targets) must keep describing the real crops.
+    normalizer = copy.deepcopy(normalizer)
+    writer = DatasetWriter(out / DIAGNOSTIC, domain=DIAGNOSTIC, image_size=normalizer.size)
+    for image_id, unit_anns in ctx.progress(units, total=len(units), description="cropping diagnostic twins"):
+        unit = f"photo_{image_id:07d}"
+        if writer.unit_done(unit):
+            continue
+        photo_record = record_by_image.get(images[image_id]["file_name"], {})
+        pairs = [(ann, real_of[ann["id"]]) for ann in unit_anns if ann["id"] in real_of]
+        records, twin_crops, skipped = _diagnostic_unit(photos, photo_record, pairs, plan_of, normalizer, ctx.seed)
+        clouds = {r["object"]: photos.cloud(r["object"]) for r in records if photos.has_cloud(r.get("object"))}
+        writer.write_unit(unit, records, images=twin_crops, clouds=clouds, skipped=skipped)
+    manifest = writer.finish(meta={"pairs_with": "the crops one folder up, by record id", "normalizer": normalizer.state(),
+                                   "mask": "twin_mask (the twin's coverage of the matched car)"})
+    for entry in manifest["skipped"]:
+        ctx.skipped.record(entry["path"], entry["reason"])
+    diagnostic = ViewsDataset(out / DIAGNOSTIC)
+    ctx.figures.extend(_pairs_figure(out, crops, diagnostic))
+    return len(diagnostic)
+
+
+def _diagnostic_unit(photos: ViewsDataset, photo_record: dict, pairs: list[tuple[dict, dict]], plan_of: dict[int, dict],
+                     normalizer: Normalizer, seed: int) -> tuple[list[dict], dict[str, np.ndarray], list[dict]]:
+    """One photo's diagnostic crops: (records, {relpath: (S, S, 4) uint8 RGBA}, skipped entries).
+
+    pairs: (kept annotation, its real crop's record). A pair is skipped, with a reason, when the
+    photo has no readable twin, the real crop matched no ground-truth car with a twin mask, or
+    that car does not show inside the real crop's box.
+    """
+    twin_path = photo_record.get("twin")
+    if not pairs:
+        return [], {}, []
+    if not twin_path:
+        return [], {}, [{"path": str(photos.path(photo_record.get("image", "?"))), "reason": "no twin render: no diagnostic crops"}]
+    try:
+        twin = read_image(photos.path(twin_path), "RGBA")  # (H, W, 4), straight RGB, 0 outside the cars
+    except DatasetError as exc:
+        return [], {}, [{"path": str(photos.path(twin_path)), "reason": f"unreadable twin: {exc}"}]
+    by_object = {inst.get("object"): inst for inst in photo_record.get("instances") or []}
+    records, crops, skipped = [], {}, []
+    for ann, real in pairs:
+        truth = by_object.get(real.get("object"))
+        if not truth or not truth.get("twin_mask"):
+            skipped.append({"path": str(photos.path(twin_path)), "reason": f"no twin mask for {real['id']} (no ground-truth match)"})
+            continue
+        segmented = instance_from_annotation(ann)
+        mask = read_image(photos.path(truth["twin_mask"]), "L") > 127  # (H, W) bool
+        x0, y0, x1, y1 = _int_box(segmented.box, mask.shape)
+        if not mask[y0:y1, x0:x1].any():
+            skipped.append({"path": str(photos.path(truth["twin_mask"])), "reason": f"twin car outside the box of {real['id']}"})
+            continue
+        instance = Instance(mask=mask, box=segmented.box, label=segmented.label, score=segmented.score, extra=segmented.extra)
+        # The real crop's generator and plan: the same padding draws, in the same order.
+        crop = normalizer.normalize(twin[..., :3], instance, _crop_rng(seed, ann["id"]), **plan_of.get(ann["id"], {}))
+        crops[real["image"]] = crop
+        source = {**real["source"], "twin": twin_path, "twin_mask": truth["twin_mask"],
+                  "twin_mask_iou": mask_iou(segmented.mask, mask),
+                  "ratio_before": fg_bg_ratio(mask[y0:y1, x0:x1]), "ratio_after": fg_bg_ratio(crop[..., 3])}
+        records.append({**real, "source": source})
+    return records, crops, skipped
+
+
+def _pairs_figure(out: Path, crops: ViewsDataset, diagnostic: ViewsDataset, count: int = 8) -> list[str]:
+    """figures/diagnostic_pairs.png: real crops (top row) over their diagnostic twins, on a checkerboard."""
+    from PIL import Image
+
+    real_of = {r["id"]: r for r in crops.records()}
+    pairs = [(real_of[r["id"]], r) for r in diagnostic.records() if r["id"] in real_of][:count]
+    if not pairs:
+        return []
+    rows = [np.concatenate([_on_checker(data.image(rec)) for rec in recs], 1)
+            for data, recs in ((crops, [p[0] for p in pairs]), (diagnostic, [p[1] for p in pairs]))]
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, 0)).save(out / "figures" / "diagnostic_pairs.png")
+    return ["figures/diagnostic_pairs.png"]
+
+
+def _on_checker(rgba: np.ndarray, cell: int = 8) -> np.ndarray:
+    """(H, W, 4) uint8 RGBA over a grey checkerboard (shows where alpha is 0): (H, W, 3) uint8."""
+    yy, xx = np.mgrid[: rgba.shape[0], : rgba.shape[1]]
+    checker = np.where(((yy // cell + xx // cell) % 2)[..., None] == 0, 215.0, 165.0)
+    alpha = rgba[..., 3:4].astype(np.float64) / 255
+    return (rgba[..., :3] * alpha + checker * (1 - alpha) + 0.5).astype(np.uint8)
 
 
 def ks_statistic(a: np.ndarray, b: np.ndarray) -> float | None:

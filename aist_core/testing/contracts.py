@@ -20,6 +20,7 @@ from aist_core.interfaces import (
     AnnotationLoss,
     Component,
     DatasetSource,
+    DomainGap,
     EvalSet,
     Filter,
     Instance,
@@ -291,6 +292,85 @@ class MetricContract(ComponentContract):
         assert metric.compute(self._evalset(np.random.default_rng(1), False)) == {}
 
 
+# ---------------------------------------------------------------------------- domain gap
+def make_rgba_objects(rng: np.random.Generator, n: int, size: int = 32, colour=(200, 70, 50)) -> np.ndarray:
+    """(n, size, size, 4) uint8: shaded, noisy ellipses (alpha 255) on a random-noise background
+    (alpha 0), so a measure that reads background RGB shows it."""
+    yy, xx = np.mgrid[:size, :size] / size
+    out = rng.integers(0, 256, size=(n, size, size, 4), dtype=np.uint8)
+    for i in range(n):
+        cx, cy = rng.uniform(0.35, 0.65, 2)
+        a, b = rng.uniform(0.2, 0.35, 2)
+        d = ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2
+        rgb = (1.0 - 0.4 * d)[..., None] * np.asarray(colour) * rng.uniform(0.8, 1.2) + rng.normal(0, 8, (size, size, 3))
+        inside = d <= 1.0
+        out[i, inside, :3] = rgb[inside].clip(1, 255).astype(np.uint8)
+        out[i, ..., 3] = np.where(inside, 255, 0)
+    return out
+
+
+class DomainGapContract(ComponentContract):
+    """compute() on two small sets: JSON-ready finite values (or None with a reason),
+    deterministic under the seed, blind to background RGB, and a ValueError for too few images.
+    A component may set `min_images` (default 1): the fewest images per set it accepts."""
+
+    interface = DomainGap
+
+    def _sets(self, n: int = 12, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(0)
+        n = max(n, int(getattr(self.component_class, "min_images", 1)))
+        return make_rgba_objects(rng, n, size), make_rgba_objects(rng, n, size, colour=(90, 110, 190))
+
+    def test_json_ready_finite_values(self, tmp_path):
+        import json
+
+        images, reference = self._sets()
+        values = self.make().compute(images, reference, seed=0)
+        assert isinstance(values, dict) and values, "compute() must return a non-empty dict"
+        json.dumps(values, allow_nan=False)
+
+        def finite(v):
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        for key, value in values.items():
+            if key.endswith("_missing"):
+                assert isinstance(value, str) and value and "\n" not in value, f"{key}: one-line reason"
+            elif value is None:
+                assert isinstance(values.get(f"{key}_missing"), str), f"{key} is None without {key}_missing"
+            elif isinstance(value, list):
+                assert value and all(finite(v) for v in value), f"{key}: {value}"
+                if len(value) == 2 and key.endswith(("ci95", "interval")):
+                    assert value[0] <= value[1], f"{key}: low above high"
+            else:
+                assert finite(value), f"{key}: {value!r} is not a finite number"
+
+    def test_deterministic_under_seed(self, tmp_path):
+        images, reference = self._sets()
+        gap = self.make()
+        assert gap.compute(images, reference, seed=3) == gap.compute(images, reference, seed=3)
+
+    def test_background_pixels_do_not_matter(self, tmp_path):
+        images, reference = self._sets()
+        gap = self.make()
+        before = gap.compute(images, reference, seed=1)
+        rng = np.random.default_rng(7)
+        for batch in (images, reference):
+            background = batch[..., 3] == 0
+            batch[background, :3] = rng.integers(0, 256, size=(int(background.sum()), 3), dtype=np.uint8)
+        assert gap.compute(images, reference, seed=1) == before, "background RGB changed the result"
+
+    def test_too_few_images_raise(self, tmp_path):
+        import pytest
+
+        images, reference = self._sets()
+        few = max(int(getattr(self.component_class, "min_images", 1)) - 1, 0)
+        gap = self.make()
+        with pytest.raises(ValueError):
+            gap.compute(images[:few], reference, seed=0)
+        with pytest.raises(ValueError):
+            gap.compute(images, reference[:few], seed=0)
+
+
 SUITES: dict[str, type[ComponentContract]] = {
     "dataset_source": DatasetSourceContract,
     "segmenter": SegmenterContract,
@@ -300,6 +380,7 @@ SUITES: dict[str, type[ComponentContract]] = {
     "annotation_loss": AnnotationLossContract,
     "shape_pose_model": ShapePoseModelContract,
     "metric": MetricContract,
+    "domain_gap": DomainGapContract,
 }
 
 

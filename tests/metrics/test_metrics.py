@@ -129,3 +129,32 @@ def test_chamfer_and_pose_share_one_alignment_fit(monkeypatch):
     chamfer.fit(validation)
     pose.fit(validation)
     assert len(calls) == 1 and np.allclose(chamfer.q_ref, pose.q_ref)
+
+
+def test_per_image_samples_summarise_to_compute():
+    """samples() has one value per image, and summarize(samples) == compute for each metric,
+    also on a resampled set (repeated and dropped images), as the bootstrap uses it."""
+    rng = np.random.default_rng(6)
+    cloud = asymmetric_cloud(rng, 800)
+    q_gt = np.stack([camera.quat_from_azel(a, 15) for a in (0, 70, 140, 210)])
+    q_pred = camera.quat_mul(q_gt, camera.quat_from_axis_angle([0, 1, 0], np.radians([5, 20, 45, 90])))
+    masks = np.stack([camera.splat_mask(cloud, q, 48) for q in q_gt])
+    masks[3] = False  # an empty mask: no XOR value for that image
+    gts = [asymmetric_cloud(rng, 500) for _ in range(4)]
+    test = EvalSet("t", [cloud] * 4, q_pred, list("aabb"), gt_points=gts, gt_quaternions=q_gt, masks=masks)
+    index = np.array([0, 0, 2, 3])
+    for metric in (Chamfer(align=False), PoseAccuracy(align=False), MaskXor()):
+        samples = metric.samples(test)
+        assert samples and all(v.shape == (4,) and v.dtype == np.float64 for v in samples.values())
+        assert metric.summarize(samples) == pytest.approx(metric.compute(test))
+        resampled = metric.summarize({k: v[index] for k, v in samples.items()})
+        assert set(resampled) == set(metric.compute(test))
+    err = PoseAccuracy(align=False).samples(test)["pose_error_deg"]
+    assert np.allclose(err, [5, 20, 45, 90], atol=1e-3)
+    assert PoseAccuracy(align=False).summarize({"pose_error_deg": err[index]})["pose_accuracy_30"] == 0.5
+    xor = MaskXor().samples(test)["mask_xor"]
+    assert np.isnan(xor[3]) and np.isfinite(xor[:3]).all()
+    assert MaskXor().summarize({"mask_xor": xor[[3, 3]]}) == {}  # only empty masks: no value
+    chamfer = Chamfer(align=False).samples(test)
+    assert np.allclose(chamfer["precision"], [chamfer_terms(cloud, g)[0] for g in gts])  # unscaled, per image
+    assert Chamfer().samples(EvalSet("t", [cloud], q_pred[:1], ["a"])) == {}  # no ground truth

@@ -9,4 +9,8 @@ REGISTRY: list[tuple[str, str, str]] = [
     ("metric", "pose", f"{_M}.pose:PoseAccuracy"),
     # seed report 6.3: XOR of the predicted silhouette with the observed mask / mask area
     ("metric", "mask-xor", f"{_M}.mask_xor:MaskXor"),
+    # seed report 6.3 (do stylised images look real?): domain gap on object pixels
+    ("domain_gap", "c2st", f"{_M}.domain_gap:C2ST"),  # classifier two-sample test accuracy
+    ("domain_gap", "colour-stats", f"{_M}.domain_gap:ColourStats"),  # saturation, HF energy, Lab
+    ("domain_gap", "kid", f"{_M}.domain_gap:KID"),  # Kernel Inception Distance (torch-fidelity)
 ]

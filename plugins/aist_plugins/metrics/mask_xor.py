@@ -28,24 +28,34 @@ class MaskXor(Metric):
         return cls()
 
     def values(self, test: EvalSet) -> np.ndarray:
-        """Per-image XOR / mask area; images with empty masks are left out."""
-        out = []
-        for points, q, mask in zip(test.points, test.quaternions, test.masks):
-            area = int(mask.sum())
-            if area == 0:
-                continue
-            rendered = splat_mask(points, q, mask.shape[0], self.radius_px)
-            out.append(np.logical_xor(rendered, mask).sum() / area)
-        return np.asarray(out, dtype=np.float64)
+        """Per-image XOR / mask area; images with empty masks are left out (for the CDF plot)."""
+        v = self.samples(test).get("mask_xor", np.zeros(0))
+        return v[np.isfinite(v)]
 
-    def compute(self, test: EvalSet) -> dict[str, float]:
+    def samples(self, test: EvalSet) -> dict[str, np.ndarray]:
+        """{"mask_xor": (M,) float64}, XOR pixels / mask pixels per image (>= 0; 1 = as many
+        wrong pixels as the object has), NaN for an empty mask; {} without masks."""
         if not self.applicable(test):
             return {}
-        v = self.values(test)
+        out = np.full(len(test.points), np.nan)
+        for i, (points, q, mask) in enumerate(zip(test.points, test.quaternions, test.masks)):
+            area = int(mask.sum())
+            if area:
+                rendered = splat_mask(points, q, mask.shape[0], self.radius_px)
+                out[i] = np.logical_xor(rendered, mask).sum() / area
+        return {"mask_xor": out}
+
+    def summarize(self, samples: dict[str, np.ndarray]) -> dict[str, float]:
+        """Median and quartiles of the finite per-image values; {} when there are none."""
+        v = np.asarray(samples.get("mask_xor", []), dtype=np.float64)
+        v = v[np.isfinite(v)]
         if v.size == 0:
             return {}
         q25, median, q75 = np.percentile(v, [25, 50, 75])
         return {"mask_xor_median": float(median), "mask_xor_q25": float(q25), "mask_xor_q75": float(q75)}
+
+    def compute(self, test: EvalSet) -> dict[str, float]:
+        return self.summarize(self.samples(test))
 
     def plot_cdf(self, values: dict[str, np.ndarray], path: Path, title: str = "") -> Path:
         return plot_xor_cdf(values, path, title)

@@ -28,11 +28,23 @@ class PoseAccuracy(AlignedMetric):
         return cls(max_align_objects=2, icp_points=100)
 
     def errors(self, test: EvalSet) -> np.ndarray:
+        """(M,) float64 geodesic pose error in degrees, in [0, 180], after the alignment."""
         return pose_error_deg(test.gt_quaternions, test.quaternions, self.q_ref)
 
-    def compute(self, test: EvalSet) -> dict[str, float]:
+    def samples(self, test: EvalSet) -> dict[str, np.ndarray]:
+        """{"pose_error_deg": (M,) float64 degrees}, one per image; {} without ground truth."""
         if not self.applicable(test) or len(test.quaternions) == 0:
             return {}
-        err = self.errors(test)
+        return {"pose_error_deg": np.asarray(self.errors(test), dtype=np.float64)}
+
+    def summarize(self, samples: dict[str, np.ndarray]) -> dict[str, float]:
+        """Accuracy (fraction of errors below the threshold, in [0, 1]) and median error (deg)."""
+        err = np.asarray(samples.get("pose_error_deg", []), dtype=np.float64)
+        err = err[np.isfinite(err)]
+        if err.size == 0:
+            return {}
         key = f"pose_accuracy_{self.threshold_deg:g}"
         return {key: float((err < self.threshold_deg).mean()), "median_pose_error_deg": float(np.median(err))}
+
+    def compute(self, test: EvalSet) -> dict[str, float]:
+        return self.summarize(self.samples(test))

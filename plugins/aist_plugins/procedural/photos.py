@@ -4,6 +4,11 @@ Ground truth per car: the visible mask (what a perfect segmenter returns), the a
 (the car alone, for the projection-consistency check), the box of the visible mask, the pose
 relative to the camera in the DPC convention, the object-to-world transform and the camera, and
 whether the car is occluded or cut by the frame border.
+
+With a second generator (`twin_rng`), the frame also gets a diagnostic *twin*: the same cars,
+poses and camera rendered with the synthetic domain's materials and lights on a transparent
+background (`scenes.render_twin`), and per car the pixels it covers in that twin. Cropped like
+the real crops, twins split the photo-domain gap into geometry (camera, framing) and appearance.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import numpy as np
 
 from aist_core import camera
 from aist_plugins.procedural.cars import make_car
-from aist_plugins.procedural.scenes import car_materials, depth_map, photo_scene, render
+from aist_plugins.procedural.scenes import car_materials, depth_map, photo_scene, render, render_twin
 
 
 def _rotation_y(angle: float) -> np.ndarray:
@@ -53,8 +58,16 @@ def project_to_photo(points: np.ndarray, to_world: np.ndarray, cam: dict) -> np.
     return np.stack([col, row], -1)
 
 
-def render_photo(frame: str, rng: np.random.Generator, s: dict[str, Any]) -> tuple[dict, dict, dict]:
-    """Render a frame; returns (record, images {relpath: array}, clouds {object: points})."""
+def render_photo(frame: str, rng: np.random.Generator, s: dict[str, Any],
+                 twin_rng: np.random.Generator | None = None) -> tuple[dict, dict, dict]:
+    """Render a frame; returns (record, images {relpath: array}, clouds {object: points}).
+
+    s: the source's settings (photo_width, photo_height, photo_spp, points, spp). With
+    `twin_rng`, the frame also gets its twin (module docstring): `images["twins/<frame>.png"]`
+    (RGBA uint8, rendered at the synthetic `spp`), the record's `twin` path and each instance's
+    `twin_mask` (uint8 PNG, 255 where the twin shows that car). The twin draws only from
+    `twin_rng`, so the photo and its ground truth are identical with or without it.
+    """
     width, height = s["photo_width"], s["photo_height"]
     n_cars = int(rng.choice([1, 2, 3], p=[0.6, 0.3, 0.1]))
     cars, placed = [], []
@@ -110,8 +123,9 @@ def render_photo(frame: str, rng: np.random.Generator, s: dict[str, Any]) -> tup
     full_depth = depth_map(scene)
     images: dict[str, np.ndarray] = {f"images/{frame}.jpg": photo}
     clouds, instances, boxes = {}, [], []
-    for i, (car, to_world, materials) in enumerate(cars):
-        alone = depth_map(photo_scene([(car, to_world, materials)], cam, width, height, 1, rng, [], with_environment=False))
+    alone_depths = [depth_map(photo_scene([entry], cam, width, height, 1, rng, [], with_environment=False)) for entry in cars]
+    twin_masks = _twin_masks(alone_depths) if twin_rng is not None else None
+    for i, ((car, to_world, _), alone) in enumerate(zip(cars, alone_depths)):
         amodal = alone > 0
         visible = amodal & (np.abs(full_depth - alone) <= 1e-3 * np.maximum(alone, 1e-6))
         if visible.sum() < 16:
@@ -129,9 +143,27 @@ def render_photo(frame: str, rng: np.random.Generator, s: dict[str, Any]) -> tup
             "visible_fraction": float(visible.sum() / max(amodal.sum(), 1)),
             "occluded": bool(visible.sum() < 0.97 * amodal.sum()), "cropped": bool(touches_border),
         })
+        if twin_masks is not None:
+            instances[-1]["twin_mask"] = f"twins/{obj}.png"
+            images[f"twins/{obj}.png"] = (twin_masks[i] * 255).astype(np.uint8)
         boxes.append(box)
     record = {"id": frame, "image": f"images/{frame}.jpg", "split": "train", "boxes": boxes, "instances": instances, "camera": cam}
+    if twin_rng is not None:
+        record["twin"] = f"twins/{frame}.png"
+        images[record["twin"]] = render_twin([(car, to_world) for car, to_world, _ in cars], cam, s["spp"], twin_rng)
     return record, images, clouds
+
+
+def _twin_masks(alone_depths: list[np.ndarray]) -> list[np.ndarray]:
+    """Per car, the pixels it covers in the twin (all cars, nothing else): (H, W) bool each.
+
+    alone_depths: each car's hit distance rendered alone, (H, W) float, 0 = missed. A pixel
+    belongs to the nearest car its ray hits, so cars hide each other as in the twin render,
+    with the same one-ray-per-pixel rule as the photo's `mask` and `amodal_mask`.
+    """
+    depth = np.stack([np.where(d > 0, d, np.inf) for d in alone_depths])  # (n_cars, H, W)
+    nearest, hit = depth.argmin(0), np.isfinite(depth.min(0))
+    return [hit & (nearest == i) for i in range(len(alone_depths))]
 
 
 def _camera_effects(linear_rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -9,6 +9,9 @@ parametric car generator (`cars.py`), with ground truth everywhere:
 - out/photos: photo-like full frames (PBR materials, reflective textured ground, sky, buildings,
   occluders, frame-border cropping, several cars, sensor noise, blur, JPEG) with hint boxes;
   masks, poses and clouds stored for evaluation only.
+- with `diagnostic`, each photo frame also has a twin (out/photos/twins/): the frame's cars and
+  camera in the synthetic domain's look (plain materials, point lights, transparent
+  background), which the normalize stage crops like the real crops into a diagnostic test set.
 
 Work is split in units (an object, a frame) written atomically by `DatasetWriter`, so a killed
 build resumes, and rendered over processes with `ctx.map`. Everything derives from the seed.
@@ -41,6 +44,12 @@ class ProceduralCars(DatasetSource):
     - n_photos / photo_width / photo_height / photo_spp: the photo domain (0 photos: none).
       384x288 keeps most primary cars above the curation filters' sqrt(box area) >= 128.
     - elevation_range: synthetic camera elevations in degrees (DPC: -20 to 40).
+    - diagnostic: also render each photo frame's synthetic-looking twin (default True): same
+      cars, poses and camera, the synthetic materials and lights, transparent background, at
+      `spp` samples (photos.render_photo). The normalize stage crops twins exactly like the real
+      crops into `<normalize>/diagnostic/`, a test set with the photos' geometry and the synthetic
+      appearance, whose pose/shape score bounds what any appearance translator can recover. The
+      photos themselves are byte-identical either way (the twin has its own seeded generator).
     """
 
     def __init__(
@@ -56,11 +65,13 @@ class ProceduralCars(DatasetSource):
         photo_height: int = 288,
         photo_spp: int = 48,
         elevation_range: tuple[float, float] = (-20.0, 40.0),
+        diagnostic: bool = True,
     ):
         self.n_objects, self.views, self.image_size, self.points, self.spp = n_objects, views, image_size, points, spp
         self.splits = tuple(float(s) for s in splits)
         self.n_photos, self.photo_width, self.photo_height, self.photo_spp = n_photos, photo_width, photo_height, photo_spp
         self.elevation_range = tuple(float(e) for e in elevation_range)
+        self.diagnostic = bool(diagnostic)
 
     @classmethod
     def example(cls) -> "ProceduralCars":
@@ -130,7 +141,9 @@ def _photo_unit(job) -> None:
 
     root, index, seed, s = job
     frame = _unit_name("photos", index)
-    record, images, clouds = render_photo(frame, np.random.default_rng([seed, 2, index]), s)
+    # The twin's own stream (3), never the frame's (2): the photo must not depend on the twin.
+    twin_rng = np.random.default_rng([seed, 3, index]) if s.get("diagnostic") else None
+    record, images, clouds = render_photo(frame, np.random.default_rng([seed, 2, index]), s, twin_rng)
     DatasetWriter(root, "photos").write_unit(frame, [record], images, clouds)
 
 

@@ -2,6 +2,8 @@
 
 - Synthetic (like the DPC renders): plain diffuse parts, a random number of point lights,
   transparent background, the DPC camera (distance 2.0, focal 1.875) from `aist_core.camera`.
+- Twin (diagnostic): a photo frame's cars and camera with the synthetic materials and lights,
+  transparent background: the photo's geometry in the synthetic domain's appearance.
 - Photo (the stand-in for real photos): car paint (principled, metallic, clear coat), tinted
   glass, chrome trim, rubber tyres; a textured glossy ground that reflects; far buildings; a sky
   environment map with a sun; occluders; then sensor noise, blur and JPEG (in procedural.py).
@@ -60,27 +62,77 @@ def _shape_entries(car: Car, materials: dict[str, dict], to_world=None, prefix="
 
 
 # ---------------------------------------------------------------------------- synthetic
-def render_synthetic(car: Car, q: np.ndarray, size: int, spp: int, rng: np.random.Generator) -> np.ndarray:
-    """RGBA uint8 (size, size, 4): plain materials, random lights, DPC camera for pose q."""
-    mi = _mi()
+def synthetic_materials(rng: np.random.Generator) -> dict[str, dict]:
+    """The synthetic domain's plain diffuse parts: a grey-ish body, darker cabin, black tyres.
+
+    Draws 4 values from `rng` (a grey level, then a 3-vector tint), in this order.
+    """
     grey = rng.uniform(0.35, 0.8)
     tint = np.clip(grey + rng.normal(0, 0.08, 3), 0.05, 0.95)
     colours = {"body": tint, "cabin": tint * 0.6, "wheels": np.full(3, 0.12), "trim": np.full(3, 0.5)}
-    materials = {k: {"type": "diffuse", "reflectance": {"type": "rgb", "value": v.tolist()}} for k, v in colours.items()}
+    return {k: {"type": "diffuse", "reflectance": {"type": "rgb", "value": v.tolist()}} for k, v in colours.items()}
+
+
+def synthetic_lights(rng: np.random.Generator, to_world: np.ndarray | None = None) -> dict[str, dict]:
+    """The synthetic domain's lights: a soft directional fill from above and 1-4 point lights.
+
+    Positions are drawn in the object frame (y up, the car at the origin), at 2.5-4.0 units
+    (car bounding-box diagonals) in the upper hemisphere, intensity 3-12 each: the synthetic
+    renders keep the lights fixed around the object while the DPC camera moves around it.
+    `to_world` (4x4 object -> world) places the same rig around a car standing in a photo scene.
+    """
+    rotation = np.eye(3) if to_world is None else np.asarray(to_world, float)[:3, :3]
+    offset = np.zeros(3) if to_world is None else np.asarray(to_world, float)[:3, 3]
+    # A soft fill from above; an environment emitter would make the background opaque.
+    lights = {"fill": {"type": "directional", "direction": (rotation @ [0.1, -1.0, 0.2]).tolist(),
+                       "irradiance": {"type": "rgb", "value": [0.6, 0.6, 0.6]}}}
+    for i in range(int(rng.integers(1, 5))):  # a random number and placement of lights
+        direction = rng.normal(size=3)
+        direction[1] = abs(direction[1]) + 0.2
+        position = direction / np.linalg.norm(direction) * rng.uniform(2.5, 4.0)
+        lights[f"light{i}"] = {"type": "point", "position": (rotation @ position + offset).tolist(),
+                               "intensity": {"type": "rgb", "value": [float(rng.uniform(3, 12))] * 3}}
+    return lights
+
+
+def render_synthetic(car: Car, q: np.ndarray, size: int, spp: int, rng: np.random.Generator) -> np.ndarray:
+    """RGBA uint8 (size, size, 4): plain materials, random lights, DPC camera for pose q."""
+    mi = _mi()
+    materials = synthetic_materials(rng)
+    lights = synthetic_lights(rng)
     frame = camera.camera_frame(q)
     scene = {
         "type": "scene",
         "integrator": {"type": "path", "max_depth": 3},
         "sensor": _sensor(frame["origin"], frame["origin"] + frame["forward"], frame["up"], FOV_DEG, size, size, spp),
-        # A soft fill from above; an environment emitter would make the background opaque.
-        "fill": {"type": "directional", "direction": [0.1, -1.0, 0.2], "irradiance": {"type": "rgb", "value": [0.6, 0.6, 0.6]}},
+        "fill": lights.pop("fill"),  # the scene's original entry order: renders stay byte-identical
         **_shape_entries(car, materials),
+        **lights,
     }
-    for i in range(int(rng.integers(1, 5))):  # a random number and placement of lights
-        direction = rng.normal(size=3)
-        direction[1] = abs(direction[1]) + 0.2
-        position = direction / np.linalg.norm(direction) * rng.uniform(2.5, 4.0)
-        scene[f"light{i}"] = {"type": "point", "position": position.tolist(), "intensity": {"type": "rgb", "value": [float(rng.uniform(3, 12))] * 3}}
+    image = np.asarray(mi.render(mi.load_dict(scene), seed=int(rng.integers(1 << 30))))
+    return _to_uint8_rgba(image)
+
+
+def render_twin(cars: list[tuple[Car, np.ndarray]], cam: dict, spp: int, rng: np.random.Generator) -> np.ndarray:
+    """The synthetic domain's look with a photo's geometry: RGBA uint8 (height, width, 4).
+
+    cars: (car, 4x4 object -> world) as placed in the photo; cam: the photo's camera record
+    (origin, forward, up, fov_deg across the width, width, height). Each car gets its own
+    synthetic materials (as each synthetic object does); the synthetic light rig stands around
+    the first (primary) car, the one the photographer aimed at. No sky, ground, buildings or
+    occluders, so the background is transparent, and no camera effects (the synthetic renders
+    have none). All randomness from `rng`.
+    """
+    mi = _mi()
+    scene = {
+        "type": "scene",
+        "integrator": {"type": "path", "max_depth": 3},
+        "sensor": _sensor(cam["origin"], np.add(cam["origin"], cam["forward"]), cam["up"], cam["fov_deg"],
+                          cam["width"], cam["height"], spp),
+    }
+    for i, (car, to_world) in enumerate(cars):
+        scene.update(_shape_entries(car, synthetic_materials(rng), to_world, prefix=f"car{i}"))
+    scene.update(synthetic_lights(rng, cars[0][1]))
     image = np.asarray(mi.render(mi.load_dict(scene), seed=int(rng.integers(1 << 30))))
     return _to_uint8_rgba(image)
 

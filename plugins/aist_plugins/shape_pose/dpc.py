@@ -93,6 +93,12 @@ class DPC(ShapePoseModel):
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.learning_rate)
         self.history: list[dict[str, float]] = []
 
+    @property
+    def pose_frame(self) -> str:
+        """"ground_truth" when poses are supervised (no global alignment at evaluation), else
+        "learned" (an unsupervised model picks its own frame)."""
+        return "ground_truth" if self.supervised_pose else "learned"
+
     @classmethod
     def example(cls) -> "DPC":
         return cls(image_size=64, num_points=256, grid_size=16, steps=2, batch_objects=1, views_per_object=2)
