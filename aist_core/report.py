@@ -197,19 +197,41 @@ def xor_rows(report: dict[str, Any]) -> list[list[str]]:
 
 
 def domain_gap_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """(headers, rows): one row per set, one column per component value; a "<key>_ci95" list
-    goes next to its value, "<key>_missing" reasons into the last column."""
+    """(headers, rows): one row per set, one column per component value (a "<key>_ci95" list
+    goes next to its value); the real crops' own statistics ("<key>_reference") make a last
+    reference row. Reasons for missing values are in `domain_gap_notes`."""
     gaps = report.get("domain_gap", {})
     keys: list[str] = []
     for values in gaps.values():
         for key in values:
-            if key not in keys and not key.endswith(("_ci95", "_missing")) and key != "missing":
+            if key not in keys and not key.endswith(("_ci95", "_missing", "_reference")) and key != "missing":
                 keys.append(key)
-    rows = []
-    for set_name, values in gaps.items():
-        notes = [f"{k}: {v}" for k, v in values.items() if k.endswith("_missing") or k == "missing"]
-        rows.append([set_name, *(_fmt_ci(values.get(k), values.get(f"{k}_ci95")) for k in keys), "; ".join(notes)])
-    return ["Test set", *keys, "notes"], rows
+    first = [k for k in GAP_FIRST if k in keys]
+    keys = first + [k for k in keys if k not in first]
+    rows = [[set_name, *(_fmt_ci(values.get(k), _gap_interval(values, k)) for k in keys)] for set_name, values in gaps.items()]
+    reference = next(iter(gaps.values()), {})
+    if any(f"{k}_reference" in reference for k in keys):
+        rows.append(["real crops (reference)", *(_fmt(reference.get(f"{k}_reference")) for k in keys)])
+    return ["Test set", *keys], rows
+
+
+GAP_FIRST = ("n_images", "n_reference", "c2st_accuracy", "kid", "saturation", "hf_energy", "lab_mean_distance")
+
+
+def _gap_interval(values: dict[str, Any], key: str) -> Any:
+    """The interval of `key`: "<key>_ci95", or "<component>_ci95" ("c2st_ci95" for "c2st_accuracy")."""
+    return values.get(f"{key}_ci95") or values.get(f"{key.rsplit('_', 1)[0]}_ci95")
+
+
+def domain_gap_notes(report: dict[str, Any]) -> list[str]:
+    """Each distinct reason a domain-gap value is missing, once ("kid_missing: place ...")."""
+    notes: list[str] = []
+    for values in report.get("domain_gap", {}).values():
+        for key, value in values.items():
+            note = f"{key.removesuffix('_missing') or 'value'} not computed: {value}"
+            if (key.endswith("_missing") or key == "missing") and note not in notes:
+                notes.append(note)
+    return notes
 
 
 # ---------------------------------------------------------------------------- findings
@@ -295,7 +317,9 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[str], tuple[list[st
     ]
     if gap_rows:
         out.append(("Domain gap (each test set's images vs the real crops)",
-                    ["From the domain-gap components of [evaluate] domain_gap, on object pixels."],
+                    ["From the domain-gap components of [evaluate] domain_gap, on object pixels. "
+                     "c2st_accuracy: held-out accuracy of a small CNN telling the set from the real crops "
+                     "(0.5 = indistinguishable).", *domain_gap_notes(report)],
                     (gap_headers, gap_rows)))
     return out
 
@@ -397,10 +421,14 @@ def combine(run_dirs: list[Path], out_dir: Path) -> dict[str, Any]:
             for name, value in report.get(key, {}).items():
                 combined[key][named(name)] = value
         combined["curation"] = combined["curation"] or report.get("curation", {})
+        combined["dataset"] = combined.get("dataset") or report.get("dataset", {})
         for label, stage in report.get("stages", {}).items():
             combined["stages"][named(label)] = stage
         for fig in report.get("figures", []):
             src = run_dir / fig["path"]
+            if Path(run_dir).resolve() == Path(out_dir).resolve():  # rebuilding a run's own report: keep its figures
+                combined["figures"].append(fig)
+                continue
             dst = out_dir / "figures" / f"{run_dir.name}-{Path(fig['path']).name}"
             if src.resolve() != dst.resolve() and src.is_file():
                 dst.parent.mkdir(parents=True, exist_ok=True)

@@ -247,3 +247,19 @@ def test_json_is_strict(tmp_path):
         raise AssertionError(f"non-standard JSON constant {name}")
 
     assert json.loads(path.read_text(), parse_constant=refuse) == {"a": None, "b": None, "c": [1.0, None], "d": [1, 2]}
+
+
+def test_rebuilding_a_runs_own_report_keeps_its_figures(evaluated, tmp_path):
+    from aist_core.report import combine, write_reports
+
+    run = tmp_path / "quickstart"
+    (run / "figures").mkdir(parents=True)
+    (run / "figures" / "curve.png").write_bytes(b"png")
+    report = build_report(fake_pipeline(evaluated.result), run, [])
+    report["figures"] = [{"stage": "evaluate", "path": "figures/curve.png", "title": "curve"}]
+    write_reports(report, run)
+    for _ in range(2):  # `aist report RUN` twice: no renamed copies pile up
+        combine([run], run)
+    assert sorted(p.name for p in (run / "figures").iterdir()) == ["curve.png"]
+    assert json.loads((run / "report.json").read_text())["figures"][0]["path"] == "figures/curve.png"
+    assert "## Domain gap" in (run / "report.md").read_text()

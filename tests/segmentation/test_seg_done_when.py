@@ -39,7 +39,7 @@ def test_drawn_photos_meet_done_when(tmp_path):
 
 
 PROCEDURAL = dict(n_objects=30, views=5, image_size=64, points=300, spp=4,
-                  n_photos=30, photo_width=320, photo_height=240, photo_spp=8)
+                  n_photos=30, photo_width=320, photo_height=240, photo_spp=8, diagnostic=False)  # twins: tests/procedural
 SHAPE_PRIOR = dict(steps=STEPS)
 
 

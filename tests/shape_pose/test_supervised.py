@@ -111,3 +111,15 @@ def test_a_non_finite_loss_stops_training_without_a_checkpoint(cars, tmp_path):
 def test_bad_parameters_are_refused(bad):
     with pytest.raises(ValueError):
         ViewpointPSGN(**bad)
+
+
+def test_aist_check_refuses_bad_values_before_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from aist_core.cli import app
+
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text('schema = 1\n[dataset]\nuse = "procedural-cars"\n[shape_pose]\nuse = "viewpoint-psgn"\nimage_size = 40\nsteps = 0\n')
+    result = CliRunner().invoke(app, ["check", str(recipe)])
+    assert result.exit_code == 2
+    assert "image_size: 40 must be a multiple of 16" in result.output and "steps: 0 must be an integer >= 1" in result.output

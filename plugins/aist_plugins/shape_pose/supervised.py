@@ -142,17 +142,11 @@ class ViewpointPSGN(ShapePoseModel):
 
         Raises ValueError for values the network or optimiser cannot take.
         """
-        if image_size < 32 or image_size % 16:
-            raise ValueError(f"image_size {image_size}: must be a multiple of 16 and >= 32")
-        for name, value in (("num_points", num_points), ("azimuth_bins", azimuth_bins), ("width", width),
-                            ("steps", steps), ("batch_size", batch_size), ("gt_points", gt_points),
-                            ("checkpoint_every", checkpoint_every)):
-            if int(value) < 1:
-                raise ValueError(f"{name} {value}: must be >= 1")
-        if not (np.isfinite(learning_rate) and learning_rate > 0):
-            raise ValueError(f"learning_rate {learning_rate}: must be a positive finite number")
-        if not 0 <= jitter < 0.5:
-            raise ValueError(f"jitter {jitter}: must be in [0, 0.5)")
+        problems = self.check_params(dict(image_size=image_size, num_points=num_points, azimuth_bins=azimuth_bins,
+                                          width=width, steps=steps, batch_size=batch_size, gt_points=gt_points,
+                                          checkpoint_every=checkpoint_every, learning_rate=learning_rate, jitter=jitter))
+        if problems:
+            raise ValueError("; ".join(problems))
         self.image_size, self.num_points, self.azimuth_bins, self.width = int(image_size), int(num_points), int(azimuth_bins), int(width)
         self.steps, self.batch_size = int(steps), int(batch_size)
         self.learning_rate, self.weight_decay = float(learning_rate), float(weight_decay)
@@ -161,6 +155,25 @@ class ViewpointPSGN(ShapePoseModel):
         self.device = torch.device(device)
         self.history: list[dict[str, float]] = []
         self._build(seed=0)
+
+    @classmethod
+    def check_params(cls, params: dict) -> list[str]:
+        """The constraints __init__ enforces, visible to `aist check` before any work starts."""
+        problems = []
+        size = params.get("image_size", 64)
+        if not isinstance(size, int) or size < 32 or size % 16:
+            problems.append(f"image_size: {size!r} must be a multiple of 16 and >= 32")
+        for name in ("num_points", "azimuth_bins", "width", "steps", "batch_size", "gt_points", "checkpoint_every"):
+            value = params.get(name, 1)
+            if not isinstance(value, int) or value < 1:
+                problems.append(f"{name}: {value!r} must be an integer >= 1")
+        rate = params.get("learning_rate", 1e-3)
+        if not (isinstance(rate, (int, float)) and np.isfinite(rate) and rate > 0):
+            problems.append(f"learning_rate: {rate!r} must be a positive finite number")
+        jitter = params.get("jitter", 0.0)
+        if not (isinstance(jitter, (int, float)) and 0 <= jitter < 0.5):
+            problems.append(f"jitter: {jitter!r} must be in [0, 0.5)")
+        return problems
 
     @classmethod
     def example(cls) -> "ViewpointPSGN":
