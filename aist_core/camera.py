@@ -3,7 +3,7 @@
 Every module that touches a camera goes through here, so a wrong convention is fixed once.
 NumPy only (the core never imports torch); DPC's torch code mirrors `project_points`.
 
-Conventions (REFERENCE.md section 2):
+Conventions (DPC, Insafutdinov & Dosovitskiy, NeurIPS 2018, arXiv:1810.09381; github.com/eldar/differentiable-point-clouds):
 - World frame: ShapeNet v1, y up, objects inside the unit cube [-0.5, 0.5]^3.
 - Pose: unit quaternion [w, x, y, z], Hamilton product; a point p rotates as q p q*.
 - After rotation the camera sits at (-CAMERA_DISTANCE, 0, 0) and looks along +x:

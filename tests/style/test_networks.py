@@ -17,7 +17,7 @@ def test_shapes_and_ranges():
     y = g(x)
     assert y.shape == x.shape and y.abs().max() <= 1
     assert d(x).shape == (2, 1, 6, 6)
-    assert PatchDiscriminator(ndf=8)(torch.zeros(1, 3, 128, 128)).shape == (1, 1, 14, 14)  # REFERENCE: 14x14
+    assert PatchDiscriminator(ndf=8)(torch.zeros(1, 3, 128, 128)).shape == (1, 1, 14, 14)  # stock 70x70 PatchGAN at 128 px: 14x14
 
 
 def test_instance_norm_is_plain_and_leaky_slope():

@@ -1,4 +1,4 @@
-"""`dpc`: read the Differentiable Point Clouds data layout (REFERENCE.md section 2).
+"""`dpc`: read the Differentiable Point Clouds data layout (Insafutdinov & Dosovitskiy, NeurIPS 2018, arXiv:1810.09381; github.com/eldar/differentiable-point-clouds).
 
     <root>/renders/<synth>/<model>/render_<k>.png   RGBA, 128 px
     <root>/renders/<synth>/<model>/camera_<k>.mat   keys: extrinsic (4x4), pos (3,)

@@ -35,7 +35,7 @@ class GrabCutSegmenter(Segmenter):
         tightness_rounds: int = 5,
         refine_iterations: int = 2,
     ):
-        """iterations: GrabCut EM rounds; 5 converges on car boxes (0.16 s at 256x320, REFERENCE.md).
+        """iterations: GrabCut EM rounds; 5 converges on car boxes (Rother et al., SIGGRAPH 2004; OpenCV's grabCut).
         context: margin around the box, as a fraction of its size, that supplies background colours.
         max_side: the window is downscaled to at most this side for speed; masks are scaled back.
         inset: shrink the seed rectangle by this fraction first (0 = the box as given).

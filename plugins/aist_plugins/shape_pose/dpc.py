@@ -8,7 +8,7 @@ renders the shape instead (no candidates) and the student learns the ground-trut
 makes short runs meaningful.
 
 Pairing: the seed report (5.2) describes shape-from-one-view / pose-from-another pairs; this
-follows REFERENCE.md's per-view loss with one shape per object (B * V * C projections a step).
+follows the DPC code's per-view loss with one shape per object (B * V * C projections a step).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class DPC(ShapePoseModel):
         weight_decay: L2 weight on weights, 0.5 * wd * sum(w^2), biases excluded (reference: 1e-3).
         student_weight: weight of the student distillation loss (reference: 20).
         keep_prob_start / keep_prob_end: point-dropout keep probability, linear over training
-            (reference code and REFERENCE.md: 0.07 -> 1.0; the seed report reads the same setting
+            (DPC reference code: 0.07 -> 1.0; the seed report reads the same setting
             as a 7% drop rate, i.e. keep 0.93 -> 1.0: set keep_prob_start = 0.93 for that).
         sigma_start / sigma_end: Gaussian smoothing sigma in voxels, linear over training
             (reference: 3.0 -> 0.2).

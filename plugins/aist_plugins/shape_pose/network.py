@@ -1,4 +1,4 @@
-"""DPC's network (REFERENCE.md section 2): encoder, shared FC layers, shape and pose branches."""
+"""DPC's network (Insafutdinov & Dosovitskiy, NeurIPS 2018, arXiv:1810.09381; github.com/eldar/differentiable-point-clouds): encoder, shared FC layers, shape and pose branches."""
 
 from __future__ import annotations
 

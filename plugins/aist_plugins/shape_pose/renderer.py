@@ -1,4 +1,4 @@
-"""DPC's differentiable point-cloud renderer (REFERENCE.md section 2), vectorised for CPUs.
+"""DPC's differentiable point-cloud renderer (Insafutdinov & Dosovitskiy, NeurIPS 2018, arXiv:1810.09381; github.com/eldar/differentiable-point-clouds), vectorised for CPUs.
 
 Per projection: keep a random subset of points, transform them into the camera's perspective
 volume, splat them trilinearly into a G^3 occupancy grid, smooth it with a separable Gaussian,

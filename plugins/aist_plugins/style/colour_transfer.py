@@ -52,7 +52,8 @@ class ColourTransfer(Translator):
     images without object pixels are recorded in ctx.skipped and left out. Raises
     aist_core.dataset.DatasetError naming the folder when no readable train image of a domain
     has object pixels. Writes workdir/losses.csv: one row of the fitted statistics (there are no
-    losses; the stage glue reports that file's last row, so the statistics reach the report).
+    losses; the stage glue returns that file's last row, so the statistics are kept in the
+    translate stage's stage.json).
 
     stylize(images): (B, H, W, 4) uint8 RGBA -> (B, H, W, 4) uint8 RGBA, same shape. Object
     pixels (alpha > 0) get the target's Lab mean and std, result clipped to [0, 255] (pure

@@ -1,4 +1,4 @@
-"""CycleGAN networks exactly as the stock implementation (REFERENCE.md section 1).
+"""CycleGAN networks exactly as the stock implementation (Zhu et al., ICCV 2017, arXiv:1703.10593; github.com/junyanz/pytorch-CycleGAN-and-pix2pix: models/networks.py).
 
 ResNet generator: c7s1-ngf, d2*ngf, d4*ngf, n_blocks x R4*ngf, u2*ngf, u*ngf, c7s1-3, tanh.
 70x70 PatchGAN: C64 (no norm) - C128 - C256 - C512 (stride 1) - 1 channel, LeakyReLU 0.2.
