@@ -169,3 +169,19 @@ def test_fit_names_the_photos_when_boxes_leave_no_background(tmp_path):
     synthetic = make_synthetic(tmp_path / "synthetic", n=4, size=32)
     with pytest.raises(ValueError, match=f"{tmp_path / 'photos'}: .*background patches"):
         tiny().fit(synthetic, tmp_path / "photos", tmp_path / "work", StageContext.for_tests(tmp_path / "ctx"))
+
+
+class _Planted:
+    def __reduce__(self):  # what a hostile checkpoint in a shared cache would carry
+        import os
+
+        return (os.system, ("touch planted-pickle-ran",))
+
+
+def test_a_planted_pickle_checkpoint_is_refused_not_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"step": 1, "payload": _Planted()}, tmp_path / sp.CHECKPOINT)
+    segmenter = ShapePriorSegmenter(steps=2)
+    with pytest.raises(Exception, match="Weights only load failed|Unsupported global"):
+        segmenter._resume(tmp_path, torch.optim.Adam(segmenter.net.parameters()), None)
+    assert not (tmp_path / "planted-pickle-ran").exists()

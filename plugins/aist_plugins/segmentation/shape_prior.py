@@ -182,7 +182,7 @@ class ShapePriorSegmenter(Segmenter):
         if not path.is_file():
             (workdir / LOSSES).unlink(missing_ok=True)
             return 0
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = torch.load(path, map_location=self.device, weights_only=True)  # tensors and plain types only: a planted pickle cannot run
         if state["config"] != self._config():
             raise ValueError(f"{path}: checkpoint of another configuration ({state['config']}); use a new folder")
         self.net.load_state_dict(state["net"])
