@@ -36,3 +36,13 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     union = np.count_nonzero(a | b)
     return float(np.count_nonzero(a & b) / union) if union else 1.0
+
+
+def resize_rgba(image: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 4) uint8 RGBA -> (size, size, 4) uint8, bilinear (PIL); returned as is when it
+    already has that size."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from aist_core.dataset import DatasetError, ViewsDataset
+from aist_core.imaging import resize_rgba
 from aist_core.interfaces import ShapePoseModel
 from aist_plugins.shape_pose import renderer
 from aist_plugins.shape_pose.network import DPCNet
@@ -239,7 +240,7 @@ class DPC(ShapePoseModel):
                 images.append(image)
                 quats.append(rec.get("quaternion"))
         if len({im.shape for im in images}) != 1:
-            images = [np.asarray(_resize_rgba(im, self.image_size)) for im in images]
+            images = [np.asarray(resize_rgba(im, self.image_size)) for im in images]
         stack = np.stack(images)
         gt = None
         if all(q is not None for q in quats):
@@ -307,10 +308,3 @@ class DPC(ShapePoseModel):
 
 
 HISTORY_KEYS = ("step", "projection", "student", "weight_decay", "total")
-
-
-def _resize_rgba(image: np.ndarray, size: int) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-

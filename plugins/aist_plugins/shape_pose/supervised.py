@@ -30,6 +30,7 @@ from torch import nn
 
 from aist_core import camera
 from aist_core.dataset import DatasetError, ViewsDataset
+from aist_core.imaging import resize_rgba
 from aist_core.interfaces import ShapePoseModel
 
 CHECKPOINT = "viewpoint_psgn_checkpoint.pt"
@@ -292,7 +293,7 @@ class ViewpointPSGN(ShapePoseModel):
                     continue
                 object_ids[obj] = len(clouds)
                 clouds.append(_fixed_size(cloud, 4096, len(clouds)))
-            images.append(_resize_rgba(image, self.image_size))
+            images.append(resize_rgba(image, self.image_size))
             quats.append(q)
             objects.append(object_ids[obj])
         if not images:
@@ -370,11 +371,3 @@ def _fixed_size(cloud: np.ndarray, count: int, seed: int) -> np.ndarray:
     """`count` points of `cloud` (sampled with replacement only when it has fewer)."""
     rng = np.random.default_rng(seed)
     return cloud[rng.choice(len(cloud), size=count, replace=len(cloud) < count)]
-
-
-def _resize_rgba(image: np.ndarray, size: int) -> np.ndarray:
-    if image.shape[0] == size and image.shape[1] == size:
-        return image
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
