@@ -9,8 +9,8 @@ returns, so:
   survive, and components pick up from what is there;
 - recipes (and experiments) that share early stages share their outputs.
 
-Execution goes through `execute_node`, the one seam: a distributed engine or torchrun launcher
-replaces it (or the StageContext executor) without touching recipes or components.
+What a stage does lives in `aist_core.stages.<stage>` (`stage_function`). Execution goes
+through `execute_node`, the one seam: a distributed engine or torchrun launcher replaces it (or the StageContext executor) without touching recipes or components.
 """
 
 from __future__ import annotations
@@ -64,13 +64,18 @@ class Node:
 
 
 # ---------------------------------------------------------------------------- the graph
+def stage_function(stage: str) -> Callable[[Node, Path, StageContext], dict[str, Any]]:
+    """`aist_core.stages.<stage>.run`; the photos stage is a second dataset stage."""
+    import importlib
+
+    return importlib.import_module(f"aist_core.stages.{'dataset' if stage == 'photos' else stage}").run
+
+
 class Pipeline:
     """All experiments of a recipe as one graph of de-duplicated stage nodes."""
 
     def __init__(self, recipe: Recipe, registry: Registry):
-        from aist_core import stage_work  # the functions each stage runs
-
-        self.recipe, self.registry, self.work = recipe, registry, stage_work
+        self.recipe, self.registry = recipe, registry
         self.experiments = validate(recipe, registry)
         self.nodes: dict[str, Node] = {}  # by key, in creation (= topological) order
         self.per_experiment: dict[str, dict[str, Node]] = {}
@@ -87,7 +92,7 @@ class Pipeline:
             "seed": self.recipe.seed if stage_seed < 0 else stage_seed,
             **(extra or {}),
         }
-        node = Node(stage, f"{exp}/{stage}", config, inputs, getattr(self.work, stage), spec, self.registry)
+        node = Node(stage, f"{exp}/{stage}", config, inputs, stage_function(stage), spec, self.registry)
         key = node.compute_key()
         return self.nodes.setdefault(key, node)
 
@@ -137,7 +142,7 @@ class Pipeline:
             if "normalize" in nodes:
                 inputs["set:real"] = nodes["normalize"]
         config = {"options": _resolved_options(spec.options, self.registry), "seed": self.recipe.seed}
-        node = Node("evaluate", "evaluate", config, inputs, self.work.evaluate, spec, self.registry)
+        node = Node("evaluate", "evaluate", config, inputs, stage_function("evaluate"), spec, self.registry)
         node.compute_key()
         self.nodes[node.key] = node
         return node

@@ -1,8 +1,40 @@
-"""Stage glue: what each pipeline stage does with its component(s), written against the
-interfaces only (NumPy, Pillow, lazy matplotlib; never torch). The runner (`aist_core.runner`)
-decides when a stage runs and where its output lives; these functions do the work.
+"""The pipeline's stages, one module per stage, named after it (`photos` is a second dataset
+stage and runs `dataset`). Each module has `run(node, out, ctx) -> dict`, which the runner calls
+(`aist_core.runner.stage_function`), and the functions that do the stage's work, written
+against the interfaces only (NumPy, Pillow, lazy matplotlib; never torch, never a plugin by
+name) so they can be tested without a runner.
 
-Every function takes the stage's output folder `out` (a temporary folder that survives a crash,
-renamed into place by the runner when the function returns) and a `StageContext`, and returns a
-JSON-serialisable dict of report values.
+`out` is a temporary folder that survives a crash and is renamed into place when `run`
+returns; the returned dict is the stage's report values. The helpers below are how a stage
+finds its components and its input nodes' folders: a dataset node holds `synthetic/` and
+`photos/`; a normalize node and a stylize node are views datasets themselves.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def components(node) -> list:
+    """Every component the node's stage table lists, built (parameters validated)."""
+    return [spec.build(node.registry) for spec in node.spec.components]
+
+
+def component(node):
+    """The node's one component (dataset, segment, normalize, translate, shape_pose)."""
+    return components(node)[0]
+
+
+def photos_dir(node) -> Path:
+    """The photos views dataset of a curation node's `photos` input."""
+    return node.inputs["photos"].dir / "photos"
+
+
+def synthetic_dir(dataset_node) -> Path:
+    """The synthetic views dataset inside a dataset node's folder."""
+    return dataset_node.dir / "synthetic"
+
+
+def views_dir(node) -> Path:
+    """A node's views dataset: dataset nodes hold it in synthetic/, others are one."""
+    return synthetic_dir(node) if node.stage == "dataset" else node.dir

@@ -1,18 +1,13 @@
-"""Style stages (seed report chapter 4): train the translator, then stylise a whole dataset.
+"""The stylize stage (seed report chapter 5): the trained translator over a whole dataset.
 
-    synthetic (views) + crops (views) --train_translator--> out/weights + sample/loss figures
     synthetic (views) --stylize_dataset--> stylised views dataset (same records, clouds, masks)
 
-Written against the interfaces only (no torch, no plugin imports): the runner builds the
-translator and passes it in. By convention a translator may leave in its workdir
-`samples/*.png` (sample grids), `loss_curves.png` and `losses.csv`; the stage copies what exists.
+Interfaces only (no torch, no plugin imports): the runner builds the translator.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,43 +17,11 @@ from aist_core.context import StageContext, write_json_atomic
 from aist_core.dataset import DatasetError, ViewsDataset, copy_annotations, read_image, write_image
 from aist_core.imaging import composite_black, mask_iou
 from aist_core.interfaces import Translator
+from aist_core.stages import component, synthetic_dir
 
 SAMPLE_GRID = "stylize_samples.png"
 
 
-# ============================================================================ training
-def train_translator(translator: Translator, synthetic_dir: Path, crops_dir: Path, out: Path,
-                     ctx: StageContext) -> dict[str, Any]:
-    """Fit (resuming from ctx.workdir), save weights to out/weights, copy figures; last losses."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    translator.fit(Path(synthetic_dir), Path(crops_dir), ctx.workdir, ctx)
-    translator.save(out / "weights")
-    samples = sorted((Path(ctx.workdir) / "samples").glob("*.png"))
-    figures = [(samples[-1], "translator_samples.png")] if samples else []
-    if (Path(ctx.workdir) / "loss_curves.png").is_file():
-        figures.append((Path(ctx.workdir) / "loss_curves.png", "translator_losses.png"))
-    for source, name in figures:
-        shutil.copy2(source, out / name)
-        if name not in ctx.figures:
-            ctx.figures.append(name)
-    summary = _last_losses(Path(ctx.workdir) / "losses.csv")
-    if (Path(ctx.workdir) / "losses.csv").is_file():
-        shutil.copy2(Path(ctx.workdir) / "losses.csv", out / "losses.csv")
-    ctx.report["translator"] = summary
-    return summary
-
-
-def _last_losses(path: Path) -> dict[str, float]:
-    """The last logged row (step, epoch and every loss term) as floats; {} without a log."""
-    if not path.is_file():
-        return {}
-    with path.open() as fh:
-        rows = list(csv.DictReader(fh))
-    return {k: float(v) for k, v in rows[-1].items()} if rows else {}
-
-
-# ============================================================================ stylisation
 def output_alpha(rgba: np.ndarray) -> np.ndarray:
     """Hard Alpha of a stylised image's RGB (seed report: any channel > -1 in [-1, 1]).
 
@@ -143,3 +106,11 @@ def _sample_grid(source: ViewsDataset, out: Path, records: list[dict]) -> None:
         top = np.concatenate([composite_black(b) for b, _ in pairs], axis=1)
         bottom = np.concatenate([a[..., :3] for _, a in pairs], axis=1)
         write_image(out / SAMPLE_GRID, np.concatenate([top, bottom], axis=0))
+
+
+def run(node, out: Path, ctx: StageContext) -> dict[str, Any]:
+    """The runner's entry: build the node's component(s), find the input folders, do the work."""
+    translate_node = node.inputs["translate"]
+    translator = component(translate_node)
+    translator.load(translate_node.dir / "weights")
+    return stylize_dataset(translator, synthetic_dir(node.inputs["dataset"]), out, ctx, batch_size=node.spec.options["batch_size"])

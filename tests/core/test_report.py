@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from aist_core import stage_work
+from aist_core.stages import evaluate as evaluate_stage
 from aist_core.context import StageContext, write_json_atomic
 from aist_core.hookspecs import hookimpl
 from aist_core.interfaces import DomainGap, ShapePoseModel
@@ -138,7 +138,7 @@ def evaluated(tmp_path_factory, registry):
               "set:original": node("dataset", "dataset"), "set:real": node("normalize", "crops")}
     evaluate = Node("evaluate", "evaluate", {}, inputs, None, stages["evaluate"], registry)
     ctx = StageContext.for_tests(base / "work")
-    result = stage_work.evaluate(evaluate, base / "out", ctx)
+    result = evaluate_stage.run(evaluate, base / "out", ctx)
     return SimpleNamespace(result=result, out=base / "out", ctx=ctx)
 
 

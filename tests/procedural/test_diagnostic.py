@@ -13,7 +13,9 @@ from aist_core.context import StageContext
 from aist_core.dataset import ViewsDataset, image_info, read_image
 from aist_core.imaging import mask_iou
 from aist_core.interfaces import Instance, Segmenter
-from aist_core.stages.curation import DIAGNOSTIC, filter_instances, normalize_crops, segment_photos
+from aist_core.stages.filter import filter_instances
+from aist_core.stages.normalize import DIAGNOSTIC, normalize_crops
+from aist_core.stages.segment import segment_photos
 from aist_plugins.procedural.procedural import ProceduralCars
 from aist_plugins.segmentation.normalizer import AistNormalizer
 

@@ -8,7 +8,10 @@ from seg_fixtures import make_photos, make_synthetic
 
 from aist_core.context import StageContext
 from aist_core.dataset import ViewsDataset, read_image
-from aist_core.stages.curation import SEGMENTATIONS, filter_instances, ks_statistic, normalize_crops, rle_decode, segment_photos
+from aist_core.coco import rle_decode
+from aist_core.stages.filter import filter_instances
+from aist_core.stages.normalize import ks_statistic, normalize_crops
+from aist_core.stages.segment import SEGMENTATIONS, segment_photos
 from aist_plugins.segmentation.filters import (
     CroppingFilter, FillRatioFilter, GrayscaleFilter, LabelFilter, MinSizeFilter, OcclusionFilter, ScoreFilter,
 )

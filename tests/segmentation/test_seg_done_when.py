@@ -6,7 +6,9 @@ import pytest
 from seg_fixtures import make_photos, make_synthetic
 
 from aist_core.context import StageContext
-from aist_core.stages.curation import filter_instances, normalize_crops, segment_photos
+from aist_core.stages.filter import filter_instances
+from aist_core.stages.normalize import normalize_crops
+from aist_core.stages.segment import segment_photos
 from aist_plugins.segmentation import filters as F
 from aist_plugins.segmentation.grabcut import GrabCutSegmenter
 from aist_plugins.segmentation.normalizer import AistNormalizer

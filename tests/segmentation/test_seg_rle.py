@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from aist_core.stages.curation import rle_area, rle_decode, rle_encode
+from aist_core.coco import rle_area, rle_decode, rle_encode
 
 
 @pytest.mark.parametrize("seed", range(5))

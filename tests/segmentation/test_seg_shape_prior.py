@@ -120,7 +120,8 @@ def test_saved_weights_reload_and_refuse_another_architecture(tmp_path):
 
 
 def test_curation_stage_trains_the_prior_once_from_the_synthetic_set(tmp_path):
-    from aist_core.stages.curation import read_coco, segment_photos
+    from aist_core.coco import read_coco
+    from aist_core.stages.segment import segment_photos
 
     photos = make_photos(tmp_path / "photos", n=6)  # with a grayscale photo and a corrupt file
     synthetic = make_synthetic(tmp_path / "synthetic", n=12, size=32)

@@ -9,6 +9,7 @@ import torch
 from aist_core.context import StageContext
 from aist_core.dataset import ViewsDataset
 from aist_core.interfaces import ShapePoseModel
+from aist_core.stages import evaluate as evaluate_stage
 from aist_core.stages import shape_pose as glue
 from aist_plugins.shape_pose.dpc import CHECKPOINT, DPC
 from aist_plugins.shape_pose.network import DPCNet
@@ -159,7 +160,7 @@ def test_stage_glue_trains_predicts_and_evaluates(toy_dataset, tmp_path):
     assert test.gt_points is not None and test.gt_quaternions is not None and test.masks.shape == (8, 64, 64)
 
     metrics = [Chamfer(max_align_objects=2, icp_points=100), PoseAccuracy(max_align_objects=2, icp_points=100), MaskXor()]
-    out = glue.evaluate({"m": model}, metrics, {"original": toy_dataset}, toy_dataset, tmp_path / "eval", ctx)
+    out = evaluate_stage.evaluate({"m": model}, metrics, {"original": toy_dataset}, toy_dataset, tmp_path / "eval", ctx)
     scores = out["m"]["original"]
     assert {"precision", "coverage", "chamfer", "pose_accuracy_30", "median_pose_error_deg", "mask_xor_median"} <= set(scores)
     assert all(np.isfinite(v) for v in scores.values() if isinstance(v, float))  # intervals are [low, high] lists
@@ -186,6 +187,6 @@ def test_stage_glue_imports_no_torch_and_no_plugin():
     import subprocess
     import sys
 
-    code = "import sys, aist_core.stages.shape_pose; print('torch' in sys.modules, any(m.startswith('aist_plugins') for m in sys.modules))"
+    code = "import sys, aist_core.stages.shape_pose, aist_core.stages.evaluate; print('torch' in sys.modules, any(m.startswith('aist_plugins') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]

@@ -14,7 +14,8 @@ import pytest
 
 from aist_core.context import StageContext
 from aist_core.dataset import DatasetError, DatasetWriter, ViewsDataset, write_image
-from aist_core.stages.stylize import stylize_dataset, train_translator
+from aist_core.stages.stylize import stylize_dataset
+from aist_core.stages.translate import train_translator
 from aist_core.testing import TranslatorContract
 from aist_plugins.style.colour_transfer import STATS_FILE, ColourTransfer
 

@@ -7,7 +7,8 @@ import pytest
 
 from aist_core.context import StageContext
 from aist_core.dataset import ViewsDataset, read_image
-from aist_core.stages.stylize import output_alpha, stylize_dataset, train_translator
+from aist_core.stages.stylize import output_alpha, stylize_dataset
+from aist_core.stages.translate import train_translator
 from aist_plugins.style.cyclegan import CycleGAN
 from aist_plugins.style.losses import AlphaLoss
 

@@ -8,7 +8,7 @@ own background (copy_paste.py) and trains a small U-Net (unet.py) to segment the
 its hint-box window; `segment` runs it on each photo's hint boxes, maps the probabilities back
 and lets GrabCut, seeded by them, settle the edges.
 
-Nothing is downloaded: the curation stage calls `fit` with the experiment's synthetic set and
+Nothing is downloaded: the segment stage calls `fit` with the experiment's synthetic set and
 photos, and the weights are kept in the stage folder (or loaded from `weights`). Training is
 checkpointed and resumes where it stopped.
 
@@ -207,7 +207,7 @@ class ShapePriorSegmenter(Segmenter):
         from safetensors.torch import load_file
 
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: shape-prior weights missing (let the curation stage train them)")
+            raise FileNotFoundError(f"{path}: shape-prior weights missing (let the segment stage train them)")
         with safe_open(str(path), "pt") as handle:
             saved = handle.metadata() or {}
         mine = {"size": str(self.size), "context": str(self.context), "width": str(self.width)}
@@ -223,7 +223,7 @@ class ShapePriorSegmenter(Segmenter):
         self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None] | None = None
     ) -> list[list[Instance]]:
         if not self.trained:
-            raise RuntimeError("shape-prior segmenter is untrained: run it through the curation stage "
+            raise RuntimeError("shape-prior segmenter is untrained: run it through the segment stage "
                                "(it trains on the synthetic set) or set weights = 'path/to/shape_prior.safetensors'")
         results = []
         for i, image in enumerate(images):

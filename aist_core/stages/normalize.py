@@ -1,15 +1,10 @@
-"""Curation stages (seed report chapter 3): segment photos, filter instances, normalise crops.
+"""The normalize stage (seed report 3.3): kept instances become square RGBA crops.
 
-    photos (views dataset) --segment_photos--> segmentations.json (COCO, RLE masks)
-                           --filter_instances--> kept.json (+ rejections by reason)
-                           --normalize_crops--> crops (views dataset, domain "crops") + figures
-                                                (+ crops/diagnostic/: the photos' twins, cropped alike)
+    photos + segmentations.json + kept.json + synthetic alphas --normalize_crops--> crops
+        (views dataset, domain "crops") + figures
+        (+ crops/diagnostic/: the photos' synthetic-look twins, cropped alike)
 
-Written against the interfaces only: NumPy, Pillow and (lazily) matplotlib; never torch and never
-a plugin module. The runner builds the components and passes them in.
-
-COCO run-length encoding lives here too (numpy, no pycocotools): it is the format segmentation
-tools read, and the stage that writes it is the one that must read it back.
+Interfaces only: NumPy, Pillow and (lazily) matplotlib; the runner builds the normaliser.
 """
 
 from __future__ import annotations
@@ -18,256 +13,22 @@ import copy
 import json
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from aist_core.context import StageContext, write_json_atomic
+from aist_core.coco import annotation_box, instance_from_annotation, read_coco
+from aist_core.context import StageContext
 from aist_core.dataset import DatasetError, DatasetWriter, ViewsDataset, read_image
 from aist_core.imaging import fg_bg_ratio, mask_iou
-from aist_core.interfaces import Filter, Instance, Normalizer, Segmenter
+from aist_core.interfaces import Instance, Normalizer
+from aist_core.stages import component, photos_dir, synthetic_dir
+from aist_core.stages.filter import KEPT
+from aist_core.stages.segment import SEGMENTATIONS
 
-SEGMENTATIONS = "segmentations.json"
-KEPT = "kept.json"
 DIAGNOSTIC = "diagnostic"  # normalize's sub-dataset: every real crop's twin, cropped alike
 
 
-# ============================================================================ COCO RLE (numpy)
-def rle_encode(mask: np.ndarray) -> dict[str, Any]:
-    """(H, W) bool -> COCO compressed RLE {"size": [H, W], "counts": str}, as pycocotools writes.
-
-    Runs are counted in column-major order starting with a run of zeros; the string encodes
-    each count (minus the count two before it, from the fourth on) in 5-bit groups + 48.
-    """
-    mask = np.asarray(mask, dtype=bool)
-    h, w = mask.shape
-    flat = mask.flatten(order="F").astype(np.int8)  # column-major like COCO
-    change = np.flatnonzero(np.diff(flat)) + 1  # positions where the value flips
-    bounds = np.concatenate([[0], change, [flat.size]])
-    counts = np.diff(bounds).tolist()
-    if flat.size and flat[0] == 1:
-        counts = [0] + counts  # COCO always starts with a (possibly empty) run of zeros
-    return {"size": [int(h), int(w)], "counts": _counts_to_string(counts)}
-
-
-def rle_decode(rle: dict[str, Any]) -> np.ndarray:
-    """COCO RLE (compressed string or uncompressed list counts) -> (H, W) bool."""
-    h, w = (int(v) for v in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, str):
-        counts = _string_to_counts(counts)
-    if sum(counts) != h * w:
-        raise ValueError(f"RLE counts sum to {sum(counts)}, expected {h * w} for size {h}x{w}")
-    values = np.arange(len(counts)) % 2  # 0, 1, 0, 1 ...
-    flat = np.repeat(values.astype(bool), counts)
-    return flat.reshape((w, h)).T.copy()  # undo column-major
-
-
-def _counts_to_string(counts: Sequence[int]) -> str:
-    out = []
-    for i, count in enumerate(counts):
-        x = int(count) - (int(counts[i - 2]) if i > 2 else 0)  # pycocotools: delta from i > 2
-        more = True
-        while more:
-            c = x & 0x1F
-            x >>= 5  # arithmetic shift keeps the sign, as in the C code
-            more = (x != -1) if (c & 0x10) else (x != 0)
-            if more:
-                c |= 0x20
-            out.append(chr(c + 48))
-    return "".join(out)
-
-
-def _string_to_counts(text: str) -> list[int]:
-    counts: list[int] = []
-    p = 0
-    while p < len(text):
-        x, k, more = 0, 0, True
-        while more:
-            c = ord(text[p]) - 48
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and (c & 0x10):
-                x |= -1 << (5 * k)  # sign-extend a negative delta
-        if len(counts) > 2:
-            x += counts[-2]
-        counts.append(x)
-    return counts
-
-
-def rle_area(rle: dict[str, Any]) -> int:
-    counts = rle["counts"]
-    counts = _string_to_counts(counts) if isinstance(counts, str) else counts
-    return int(sum(counts[1::2]))
-
-
-def annotation_from_instance(instance: Instance, ann_id: int, image_id: int) -> dict[str, Any]:
-    """One COCO annotation; bbox is [x, y, w, h] as COCO wants, `box` keeps x0, y0, x1, y1."""
-    x0, y0, x1, y1 = (float(v) for v in instance.box)
-    rle = rle_encode(instance.mask)
-    return {
-        "id": ann_id,
-        "image_id": image_id,
-        "label": instance.label,
-        "score": float(instance.score),
-        "bbox": [x0, y0, x1 - x0, y1 - y0],
-        "box": [x0, y0, x1, y1],
-        "area": rle_area(rle),
-        "segmentation": rle,
-        "iscrowd": 0,
-    }
-
-
-def annotation_box(ann: dict[str, Any]) -> tuple[float, float, float, float]:
-    """x0, y0, x1, y1: our `box`, or COCO's bbox [x, y, w, h] for files written elsewhere."""
-    if ann.get("box"):
-        x0, y0, x1, y1 = (float(v) for v in ann["box"])
-        return x0, y0, x1, y1
-    x, y, w, h = (float(v) for v in ann["bbox"])
-    return x, y, x + w, y + h
-
-
-def instance_from_annotation(ann: dict[str, Any]) -> Instance:
-    return Instance(
-        mask=rle_decode(ann["segmentation"]),
-        box=annotation_box(ann),
-        label=str(ann.get("label", "")),
-        score=float(ann.get("score", 1.0)),
-        extra={"annotation_id": ann["id"]},
-    )
-
-
-def write_coco(path: Path, images: list[dict], annotations: list[dict]) -> dict[str, Any]:
-    """COCO results file: category ids assigned by sorted label name (names kept on annotations)."""
-    names = sorted({a["label"] for a in annotations})
-    ids = {name: i + 1 for i, name in enumerate(names)}
-    for ann in annotations:
-        ann["category_id"] = ids[ann["label"]]
-    coco = {
-        "info": {"description": "AIST segmentations", "format": "COCO instances, compressed RLE masks"},
-        "images": images,
-        "annotations": annotations,
-        "categories": [{"id": i, "name": n} for n, i in ids.items()],
-    }
-    write_json_atomic(path, coco)
-    return coco
-
-
-def read_coco(path: Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: missing (run the segment stage first)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-
-
-# ============================================================================ segment
-def segment_photos(photos_dir: Path, segmenter: Segmenter, out: Path, ctx: StageContext, batch_size: int = 4,
-                   synthetic_dir: Path | None = None) -> dict:
-    """Run `segmenter` over every photo; write out/segmentations.json (COCO, RLE masks).
-
-    With `synthetic_dir`, the segmenter's `fit` runs first (out/segmenter/ keeps what it
-    learns). Work is committed in chunks of `batch_size` photos (out/parts/chunk_*.json,
-    written atomically), so a crashed run resumes at the first missing chunk.
-    """
-    if synthetic_dir is not None:
-        segmenter.fit(Path(synthetic_dir), Path(photos_dir), Path(out) / "segmenter", ctx)
-    photos = ViewsDataset(photos_dir)
-    records = photos.records()
-    out = Path(out)
-    parts = out / "parts"
-    parts.mkdir(parents=True, exist_ok=True)
-    chunks = [records[i : i + batch_size] for i in range(0, len(records), max(1, batch_size))]
-    for index, chunk in enumerate(ctx.progress(chunks, total=len(chunks), description="segmenting photos")):
-        part = parts / f"chunk_{index:06d}_b{batch_size}.json"
-        if part.is_file():
-            continue
-        write_json_atomic(part, _segment_chunk(photos, chunk, segmenter))
-
-    images, annotations, skipped = [], [], []
-    for index in range(len(chunks)):
-        data = json.loads((parts / f"chunk_{index:06d}_b{batch_size}.json").read_text())
-        skipped.extend(data["skipped"])
-        for item in data["images"]:
-            image_id = len(images) + 1
-            images.append({**item["image"], "id": image_id})
-            for ann in item["annotations"]:
-                annotations.append({**ann, "id": len(annotations) + 1, "image_id": image_id})
-    for entry in skipped:
-        ctx.skipped.record(entry["path"], entry["reason"])
-    write_coco(out / SEGMENTATIONS, images, annotations)
-    return {"photos": len(records), "segmented": len(images), "instances": len(annotations), "skipped": len(skipped)}
-
-
-def _segment_chunk(photos: ViewsDataset, chunk: list[dict], segmenter: Segmenter) -> dict:
-    arrays, boxes, used, skipped = [], [], [], []
-    for rec in chunk:
-        try:
-            arrays.append(photos.image(rec, "RGB"))
-        except DatasetError as exc:
-            skipped.append({"path": str(photos.path(rec["image"])), "reason": f"unreadable photo: {exc}"})
-            continue
-        hint = rec.get("boxes")
-        boxes.append(np.asarray(hint, dtype=np.float64).reshape(-1, 4) if hint else None)
-        used.append(rec)
-    results = segmenter.segment(arrays, boxes) if arrays else []
-    items = []
-    for rec, image, instances in zip(used, arrays, results):
-        h, w = image.shape[:2]
-        entry = {"file_name": rec["image"], "record_id": rec["id"], "height": h, "width": w}
-        anns = [annotation_from_instance(inst, 0, 0) for inst in instances]
-        items.append({"image": entry, "annotations": anns})
-    return {"images": items, "skipped": skipped}
-
-
-# ============================================================================ filter
-def filter_instances(photos_dir: Path, segment_dir: Path, filters: list[Filter], out: Path, ctx: StageContext) -> dict:
-    """Apply `filters` in order; the first that fails names the rejection reason.
-
-    Writes out/kept.json {"kept": [annotation ids], "rejected": [{"id", "reason"}], "summary"}.
-    """
-    photos = ViewsDataset(photos_dir)
-    coco = read_coco(Path(segment_dir) / SEGMENTATIONS)
-    by_image = _annotations_by_image(coco)
-    kept: list[int] = []
-    rejected: list[dict[str, Any]] = []
-    counts = {f.reason: 0 for f in filters}
-    for image_entry in ctx.progress(coco["images"], total=len(coco["images"]), description="filtering"):
-        anns = by_image.get(image_entry["id"], [])
-        if not anns:
-            continue
-        path = photos.path(image_entry["file_name"])
-        try:
-            image = read_image(path, "RGB")
-        except DatasetError as exc:
-            ctx.skipped.record(path, f"unreadable photo: {exc}")
-            continue
-        for ann in anns:
-            instance = instance_from_annotation(ann)
-            reason = next((r for r in (f.check(image, instance) for f in filters) if r), None)
-            if reason is None:
-                kept.append(ann["id"])
-            else:
-                rejected.append({"id": ann["id"], "reason": reason})
-                counts[reason] = counts.get(reason, 0) + 1
-    summary = {"found": len(coco["annotations"]), "kept": len(kept), "rejected": counts}
-    Path(out).mkdir(parents=True, exist_ok=True)
-    write_json_atomic(Path(out) / KEPT, {"kept": kept, "rejected": rejected, "summary": summary})
-    return summary
-
-
-def _annotations_by_image(coco: dict) -> dict[int, list[dict]]:
-    groups: dict[int, list[dict]] = {}
-    for ann in coco["annotations"]:
-        groups.setdefault(ann["image_id"], []).append(ann)
-    return groups
-
-
-# ============================================================================ normalise
 def normalize_crops(
     photos_dir: Path,
     segment_dir: Path,
@@ -569,3 +330,17 @@ def _ratio_figures(out: Path, synthetic: np.ndarray, before: np.ndarray, after: 
         plt.close(fig)
         figures.append(f"figures/{name}")
     return figures
+
+
+def run(node, out: Path, ctx: StageContext) -> dict[str, Any]:
+    """The runner's entry: build the node's component(s), find the input folders, do the work."""
+    return normalize_crops(
+        photos_dir(node),
+        node.inputs["segment"].dir,
+        node.inputs["filter"].dir,
+        synthetic_dir(node.inputs["dataset"]),
+        component(node),
+        out,
+        ctx,
+        test_fraction=node.spec.options["test_fraction"],
+    )

@@ -1,0 +1,86 @@
+"""The segment stage (seed report 3.1): run a Segmenter over every photo.
+
+    photos (views dataset) --segment_photos--> segmentations.json (COCO, RLE masks)
+
+Interfaces only: NumPy, never torch and never a plugin module; the runner builds the segmenter.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aist_core.coco import annotation_from_instance, write_coco
+from aist_core.context import StageContext, write_json_atomic
+from aist_core.dataset import DatasetError, ViewsDataset
+from aist_core.interfaces import Segmenter
+from aist_core.stages import component, photos_dir, synthetic_dir
+
+SEGMENTATIONS = "segmentations.json"
+
+
+def segment_photos(photos_dir: Path, segmenter: Segmenter, out: Path, ctx: StageContext, batch_size: int = 4,
+                   synthetic_dir: Path | None = None) -> dict:
+    """Run `segmenter` over every photo; write out/segmentations.json (COCO, RLE masks).
+
+    With `synthetic_dir`, the segmenter's `fit` runs first (out/segmenter/ keeps what it
+    learns). Work is committed in chunks of `batch_size` photos (out/parts/chunk_*.json,
+    written atomically), so a crashed run resumes at the first missing chunk.
+    """
+    if synthetic_dir is not None:
+        segmenter.fit(Path(synthetic_dir), Path(photos_dir), Path(out) / "segmenter", ctx)
+    photos = ViewsDataset(photos_dir)
+    records = photos.records()
+    out = Path(out)
+    parts = out / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    chunks = [records[i : i + batch_size] for i in range(0, len(records), max(1, batch_size))]
+    for index, chunk in enumerate(ctx.progress(chunks, total=len(chunks), description="segmenting photos")):
+        part = parts / f"chunk_{index:06d}_b{batch_size}.json"
+        if part.is_file():
+            continue
+        write_json_atomic(part, _segment_chunk(photos, chunk, segmenter))
+
+    images, annotations, skipped = [], [], []
+    for index in range(len(chunks)):
+        data = json.loads((parts / f"chunk_{index:06d}_b{batch_size}.json").read_text())
+        skipped.extend(data["skipped"])
+        for item in data["images"]:
+            image_id = len(images) + 1
+            images.append({**item["image"], "id": image_id})
+            for ann in item["annotations"]:
+                annotations.append({**ann, "id": len(annotations) + 1, "image_id": image_id})
+    for entry in skipped:
+        ctx.skipped.record(entry["path"], entry["reason"])
+    write_coco(out / SEGMENTATIONS, images, annotations)
+    return {"photos": len(records), "segmented": len(images), "instances": len(annotations), "skipped": len(skipped)}
+
+
+def _segment_chunk(photos: ViewsDataset, chunk: list[dict], segmenter: Segmenter) -> dict:
+    arrays, boxes, used, skipped = [], [], [], []
+    for rec in chunk:
+        try:
+            arrays.append(photos.image(rec, "RGB"))
+        except DatasetError as exc:
+            skipped.append({"path": str(photos.path(rec["image"])), "reason": f"unreadable photo: {exc}"})
+            continue
+        hint = rec.get("boxes")
+        boxes.append(np.asarray(hint, dtype=np.float64).reshape(-1, 4) if hint else None)
+        used.append(rec)
+    results = segmenter.segment(arrays, boxes) if arrays else []
+    items = []
+    for rec, image, instances in zip(used, arrays, results):
+        h, w = image.shape[:2]
+        entry = {"file_name": rec["image"], "record_id": rec["id"], "height": h, "width": w}
+        anns = [annotation_from_instance(inst, 0, 0) for inst in instances]
+        items.append({"image": entry, "annotations": anns})
+    return {"images": items, "skipped": skipped}
+
+
+def run(node, out: Path, ctx: StageContext) -> dict[str, Any]:
+    """The runner's entry: build the node's component(s), find the input folders, do the work."""
+    return segment_photos(photos_dir(node), component(node), out, ctx, batch_size=node.spec.options["batch_size"],
+                          synthetic_dir=synthetic_dir(node.inputs["dataset"]))
