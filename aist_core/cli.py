@@ -95,7 +95,8 @@ def run(
     plugins = _plugin_rows()
     (run_dir / "resolved.json").write_text(json.dumps({**pipeline.resolved(), "overrides": set_}, indent=2, default=str))
     (run_dir / "plugins.json").write_text(json.dumps({"plugins": plugins, "failures": get_registry().failures}, indent=2))
-    settings = RunSettings(cache=cache_dir, workers=workers, device=device, progress=not quiet)
+    settings = RunSettings(cache=cache_dir, workers=workers, device=device, progress=not quiet,
+                           log_dir=run_dir / "tensorboard" if pipeline.recipe.tensorboard else None)
     try:
         run_pipeline(pipeline, settings)
     except StageFailed as exc:

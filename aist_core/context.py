@@ -83,6 +83,9 @@ class StageContext:
     - `seed`: the stage's seed; components derive all randomness from it.
     - `report`: values the stage wants in `report.json` (flat or nested, JSON-serialisable).
     - `figures`: PNG files (relative to the stage output) the human report should show.
+    - `log_dir`: where a training stage writes TensorBoard event files (scalars per loss term,
+      learning rate, sample grids); None when the recipe did not ask for TensorBoard
+      (`tensorboard = true`). A side channel: it never changes a stage's outputs.
     """
 
     workdir: Path
@@ -94,6 +97,7 @@ class StageContext:
     report: dict[str, Any] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
     log: Callable[[str], None] = print
+    log_dir: Path | None = None
 
     def map(self, fn, items, description=""):
         items = list(items)

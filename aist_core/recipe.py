@@ -67,7 +67,7 @@ STAGES: dict[str, StageSpec] = {
 }
 # Stage options that are arrays of component tables, and the kind of their components.
 COMPONENT_LIST_OPTIONS = {"metrics": "metric", "domain_gap": "domain_gap"}
-TOP_LEVEL = {"schema", "seed", "name", "description", "experiments"} | set(STAGES)
+TOP_LEVEL = {"schema", "seed", "name", "description", "experiments", "tensorboard"} | set(STAGES)
 EXPERIMENT_KEYS = {"train_on"} | set(STAGES)
 TRAIN_ON = ("synthetic", "stylized")
 
@@ -137,6 +137,11 @@ class Recipe:
     @property
     def name(self) -> str:
         return self.data.get("name") or self.path.stem
+
+    @property
+    def tensorboard(self) -> bool:
+        """Whether training stages log to TensorBoard (validated by `validate`)."""
+        return self.data.get("tensorboard", False) is True
 
     @property
     def seed(self) -> int:
@@ -285,6 +290,7 @@ def validate(recipe: Recipe, registry: Registry) -> dict[str, dict[str, Any]]:
     for key in data:
         if key not in TOP_LEVEL:
             problems.append(_unknown(recipe, key, key, sorted(TOP_LEVEL), "top-level key"))
+    problems += _check_tensorboard(recipe)
     for name, override in (data.get("experiments") or {}).items():
         if not isinstance(override, dict):
             problems.append(f"{recipe.where(f'experiments.{name}')}: experiments.{name}: must be a table")
@@ -319,6 +325,21 @@ def validate(recipe: Recipe, registry: Registry) -> dict[str, dict[str, Any]]:
     if problems:
         raise RecipeError(problems)
     return out
+
+
+def _check_tensorboard(recipe: Recipe) -> list[str]:
+    """`tensorboard = true` logs every training stage to <run>/tensorboard/; it needs the
+    `tensorboard` package (`pip install aist[tensorboard]`), checked here, before any work."""
+    value = recipe.data.get("tensorboard", False)
+    if not isinstance(value, bool):
+        return [f"{recipe.where('tensorboard')}: tensorboard: expected true or false, got {value!r}"]
+    if value:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            return [f"{recipe.where('tensorboard')}: tensorboard: true needs the tensorboard package, which is not "
+                    "installed (pip install 'aist[tensorboard]')"]
+    return []
 
 
 def _validate_stage(recipe, registry, stage, spec, table, problems) -> ValidatedStage:

@@ -178,6 +178,7 @@ class RunSettings:
     workers: int = max(1, (os.cpu_count() or 1))
     device: str = "cpu"
     progress: bool = True
+    log_dir: Path | None = None  # TensorBoard: <log_dir>/<experiment>_<stage>/ per training stage
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)
 
 
@@ -202,6 +203,7 @@ def execute_node(node: Node, pipeline: Pipeline, settings: RunSettings) -> dict[
         executor=LocalExecutor(settings.workers),
         progress=rich_progress if settings.progress else (lambda items, total=None, description="": items),
         log=lambda msg: settings.log(f"[{node.label}] {msg}"),
+        log_dir=settings.log_dir / node.label.replace("/", "_") if settings.log_dir else None,
     )
     started = time.perf_counter()
     try:

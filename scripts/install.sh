@@ -12,5 +12,5 @@ PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 if ! .venv/bin/python -c "import torch, torchvision; assert torch.__version__.startswith('2.14.1')" 2>/dev/null; then
   "${PIP[@]}" torch==2.14.1 torchvision==0.29.1
 fi
-"${PIP[@]}" -e ".[plugins,test,fidelity]" -e examples/aist-edge-loss
+"${PIP[@]}" -e ".[plugins,test,fidelity,tensorboard,ray,coco]" -e examples/aist-edge-loss
 echo "aist installed in .venv ($(.venv/bin/aist --version))"
