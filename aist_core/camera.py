@@ -38,16 +38,19 @@ def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def quat_conj(q: np.ndarray) -> np.ndarray:
+    """Conjugate [w, -x, -y, -z] of quaternions [..., 4] (the inverse rotation for unit ones); float64."""
     q = np.asarray(q, dtype=np.float64)
     return q * np.array([1.0, -1.0, -1.0, -1.0])
 
 
 def quat_normalize(q: np.ndarray) -> np.ndarray:
+    """Quaternions [..., 4] scaled to unit norm; float64 (a zero quaternion gives NaN)."""
     q = np.asarray(q, dtype=np.float64)
     return q / np.linalg.norm(q, axis=-1, keepdims=True)
 
 
 def quat_from_axis_angle(axis: np.ndarray, angle: float | np.ndarray) -> np.ndarray:
+    """Unit quaternions [..., 4] [w, x, y, z] rotating by `angle` radians about `axis` [..., 3] (any length > 0)."""
     axis = np.asarray(axis, dtype=np.float64)
     axis = axis / np.linalg.norm(axis, axis=-1, keepdims=True)
     half = np.asarray(angle, dtype=np.float64)[..., None] / 2.0

@@ -84,6 +84,7 @@ def _string_to_counts(text: str) -> list[int]:
 
 
 def rle_area(rle: dict[str, Any]) -> int:
+    """Foreground pixel count of a COCO RLE (compressed string or uncompressed counts)."""
     counts = rle["counts"]
     counts = _string_to_counts(counts) if isinstance(counts, str) else counts
     return int(sum(counts[1::2]))
@@ -116,6 +117,7 @@ def annotation_box(ann: dict[str, Any]) -> tuple[float, float, float, float]:
 
 
 def instance_from_annotation(ann: dict[str, Any]) -> Instance:
+    """A COCO annotation dict (RLE segmentation, bbox, category_name, score) as an Instance; mask (H, W) bool."""
     return Instance(
         mask=rle_decode(ann["segmentation"]),
         box=annotation_box(ann),
@@ -142,6 +144,7 @@ def write_coco(path: Path, images: list[dict], annotations: list[dict]) -> dict[
 
 
 def read_coco(path: Path) -> dict[str, Any]:
+    """Load a COCO instances file; raises DatasetError naming the file when missing or invalid JSON."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: missing (run the segment stage first)")

@@ -75,7 +75,8 @@ class DatasetSource(Component):
     kind = "dataset_source"
 
     @abc.abstractmethod
-    def build(self, out: Path, ctx: "StageContext") -> dict[str, Any]: ...
+    def build(self, out: Path, ctx: "StageContext") -> dict[str, Any]:
+        """Write out/synthetic/ and/or out/photos/ (views format); resumable; returns counts."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,6 +97,7 @@ class Instance:
 
     @property
     def box_area(self) -> float:
+        """Area of `box` in square pixels (0 for a degenerate box)."""
         x0, y0, x1, y1 = self.box
         return max(0.0, x1 - x0) * max(0.0, y1 - y0)
 
@@ -122,7 +124,8 @@ class Segmenter(Component):
     @abc.abstractmethod
     def segment(
         self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None] | None = None
-    ) -> list[list[Instance]]: ...
+    ) -> list[list[Instance]]:
+        """One list of Instances per (H, W, 3) uint8 photo, masks (H, W) bool at full size."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,7 +141,8 @@ class Filter(Component):
     reason: ClassVar[str] = ""
 
     @abc.abstractmethod
-    def check(self, image: np.ndarray, instance: Instance) -> str | None: ...
+    def check(self, image: np.ndarray, instance: Instance) -> str | None:
+        """None to keep `instance` of the (H, W, 3) uint8 photo `image`, else this filter's reason."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,16 +163,21 @@ class Normalizer(Component):
     size: int = 128
 
     @abc.abstractmethod
-    def fit(self, synthetic_alphas: Sequence[np.ndarray]) -> None: ...
+    def fit(self, synthetic_alphas: Sequence[np.ndarray]) -> None:
+        """Learn from the synthetic domain's (H, W) uint8 alpha channels (e.g. fg/bg ratios)."""
 
     def plan(self, boxes: Sequence[Sequence[float]], areas: Sequence[int],
              rng: np.random.Generator) -> list[dict[str, Any]] | None:
+        """Per-instance keyword arguments for `normalize`, decided over all kept instances at
+        once (boxes (x0, y0, x1, y1) in pixels, mask areas in pixels); None: decide per crop."""
         return None
 
     @abc.abstractmethod
-    def normalize(self, image: np.ndarray, instance: Instance, rng: np.random.Generator, **planned: Any) -> np.ndarray: ...
+    def normalize(self, image: np.ndarray, instance: Instance, rng: np.random.Generator, **planned: Any) -> np.ndarray:
+        """The (S, S, 4) uint8 RGBA crop of `instance` (S = `size`, alpha = 255 * mask)."""
 
     def state(self) -> dict[str, Any]:
+        """JSON-serialisable fitted values for the report (default: none)."""
         return {}
 
 
@@ -191,10 +200,12 @@ class AnnotationLoss(Component):
         self.weight_b2a = float(weight_b2a)
 
     def to(self, device: str) -> "AnnotationLoss":
+        """Move any tensors or networks the loss holds to `device`; returns self."""
         return self
 
     @abc.abstractmethod
-    def forward(self, source: "torch.Tensor", translated: "torch.Tensor", cache: dict) -> "torch.Tensor": ...
+    def forward(self, source: "torch.Tensor", translated: "torch.Tensor", cache: dict) -> "torch.Tensor":
+        """Unweighted non-negative scalar loss of (B, C, H, W) tensors in [-1, 1], C = 3 or 4."""
 
     def __call__(self, source, translated, cache=None):
         return self.forward(source, translated, {} if cache is None else cache)
@@ -215,16 +226,21 @@ class Translator(Component):
     losses: Sequence[AnnotationLoss] = ()
 
     @abc.abstractmethod
-    def fit(self, domain_a: Path, domain_b: Path, workdir: Path, ctx: "StageContext") -> None: ...
+    def fit(self, domain_a: Path, domain_b: Path, workdir: Path, ctx: "StageContext") -> None:
+        """Train on both views datasets' train splits, checkpointing to and resuming from `workdir`."""
 
     @abc.abstractmethod
-    def save(self, path: Path) -> None: ...
+    def save(self, path: Path) -> None:
+        """Write the trained weights into the folder `path` (no pickles: safetensors or JSON)."""
 
     @abc.abstractmethod
-    def load(self, path: Path) -> None: ...
+    def load(self, path: Path) -> None:
+        """Read weights written by `save`; raises FileNotFoundError naming the missing file."""
 
     @abc.abstractmethod
-    def stylize(self, images: np.ndarray) -> np.ndarray: ...
+    def stylize(self, images: np.ndarray) -> np.ndarray:
+        """(B, H, W, 4) uint8 RGBA renders to domain B, same shape and dtype, alpha unchanged,
+        RGB black (0) wherever alpha is 0 (the stylised dataset's masks are read from alpha)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,16 +257,21 @@ class ShapePoseModel(Component):
     kind = "shape_pose_model"
 
     @abc.abstractmethod
-    def fit(self, dataset: Path, workdir: Path, ctx: "StageContext") -> None: ...
+    def fit(self, dataset: Path, workdir: Path, ctx: "StageContext") -> None:
+        """Train on the views dataset's train split, checkpointing to and resuming from `workdir`."""
 
     @abc.abstractmethod
-    def save(self, path: Path) -> None: ...
+    def save(self, path: Path) -> None:
+        """Write the trained weights into the folder `path` (no pickles)."""
 
     @abc.abstractmethod
-    def load(self, path: Path) -> None: ...
+    def load(self, path: Path) -> None:
+        """Read weights written by `save`; raises FileNotFoundError naming the missing file."""
 
     @abc.abstractmethod
-    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, H, W, 4) uint8 RGBA -> points (B, N, 3) float32 in [-0.5, 0.5]^3 and poses
+        (B, 4) float32 unit quaternions [w, x, y, z] (DPC camera convention)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,18 +327,23 @@ class Metric(Component):
     needs: ClassVar[tuple[str, ...]] = ()
 
     def fit(self, validation: EvalSet) -> None:
+        """Estimate what the metric needs from validation predictions (default: nothing)."""
         return None
 
     def applicable(self, test: EvalSet) -> bool:
+        """Whether `test` holds every field named in `needs`."""
         return all(getattr(test, name) is not None for name in self.needs)
 
     @abc.abstractmethod
-    def compute(self, test: EvalSet) -> dict[str, float]: ...
+    def compute(self, test: EvalSet) -> dict[str, float]:
+        """Flat dict of finite floats for `test`; {} when its ground truth is absent."""
 
     def samples(self, test: EvalSet) -> dict[str, np.ndarray]:
+        """{name: (M,) float64} per-image values in `test`'s order (NaN: no value); default {}."""
         return {}
 
     def summarize(self, samples: dict[str, np.ndarray]) -> dict[str, float]:
+        """`compute`'s keys from (possibly resampled) per-image arrays, NaN ignored; default {}."""
         return {}
 
 
@@ -336,7 +362,8 @@ class DomainGap(Component):
     kind = "domain_gap"
 
     @abc.abstractmethod
-    def compute(self, images: np.ndarray, reference: np.ndarray, seed: int = 0) -> dict[str, Any]: ...
+    def compute(self, images: np.ndarray, reference: np.ndarray, seed: int = 0) -> dict[str, Any]:
+        """Gap between (N, H, W, 4) and (M, H, W, 4) uint8 RGBA sets on object pixels (see class doc)."""
 
 
 KIND_CLASSES: dict[str, type[Component]] = {

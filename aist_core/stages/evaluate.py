@@ -199,6 +199,7 @@ class ConstantShape:
         self.cloud = np.asarray(cloud, dtype=np.float32)
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The fixed cloud for every image, (B, N, 3) float32, and identity poses (B, 4)."""
         batch = len(images)
         quats = np.tile(np.array([1.0, 0.0, 0.0, 0.0], np.float32), (batch, 1))
         return np.repeat(self.cloud[None], batch, axis=0), quats

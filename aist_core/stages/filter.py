@@ -54,6 +54,7 @@ def filter_instances(photos_dir: Path, segment_dir: Path, filters: list[Filter],
 
 
 def annotations_by_image(coco: dict) -> dict[int, list[dict]]:
+    """COCO annotations grouped by image id, in file order."""
     groups: dict[int, list[dict]] = {}
     for ann in coco["annotations"]:
         groups.setdefault(ann["image_id"], []).append(ann)

@@ -39,6 +39,7 @@ def train_shape_pose(model: ShapePoseModel, dataset_dir: Path, out: Path, ctx: S
 
 
 def plot_loss_curve(history: list[dict[str, float]], path: Path) -> Path:
+    """Plot every loss term of `history` (dicts with "step") against step; writes and returns `path` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -11,6 +11,7 @@ AREAS = ("procedural", "readers", "segmentation", "style", "shape_pose", "metric
 
 @hookimpl
 def aist_register(registry):
+    """Register every first-party component listed in each area's REGISTRY (lazy "module:Class" targets)."""
     import importlib
 
     for area in AREAS:

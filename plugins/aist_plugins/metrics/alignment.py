@@ -106,6 +106,7 @@ class _AlignmentObject:
 
 
 def total_chamfer(objects: list[_AlignmentObject], rot: np.ndarray) -> float:
+    """Sum over `objects` of the symmetric Chamfer distance after rotating predictions by `rot` (3, 3)."""
     return float(sum(obj.chamfer(rot) for obj in objects))
 
 
@@ -193,6 +194,7 @@ def estimate_alignment_by_average(
 
 
 def rotate_points(points: np.ndarray, q_ref: np.ndarray) -> np.ndarray:
+    """Points (N, 3) rotated by the unit quaternion `q_ref` [w, x, y, z] (p -> q p q*), float32."""
     return (np.asarray(points, dtype=np.float64) @ quat_to_matrix(q_ref).T).astype(np.float32)
 
 

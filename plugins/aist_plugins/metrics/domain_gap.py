@@ -331,6 +331,7 @@ class KID(DomainGap):
         return cls(subsets=10)
 
     def weights_path(self) -> Path:
+        """The Inception weights file: `weights` when set, else torch-fidelity's default in the torch hub cache."""
         return Path(self.weights).expanduser() if self.weights else default_inception_path()
 
     def missing(self) -> str | None:

@@ -17,6 +17,11 @@ from aist_core.interfaces import EvalSet, Metric
 
 
 class MaskXor(Metric):
+    """Mask XOR (seed report 6.3, figure 6.5): per image, the pixels where the observed mask and
+    the predicted cloud's projection (each point dilated by `radius_px`) disagree, divided by the
+    mask's area (>= 0; 1 = as many wrong pixels as the object has); reported as median and
+    quartiles. Needs only masks, so it runs on real crops without 3D ground truth."""
+
     needs = ("masks",)
 
     def __init__(self, radius_px: int = 1):
@@ -58,6 +63,7 @@ class MaskXor(Metric):
         return self.summarize(self.samples(test))
 
     def plot_cdf(self, values: dict[str, np.ndarray], path: Path, title: str = "") -> Path:
+        """KDE cumulative density of per-image XOR values per model (figure 6.5); writes and returns `path`."""
         return plot_xor_cdf(values, path, title)
 
 

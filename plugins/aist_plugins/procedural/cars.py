@@ -24,6 +24,7 @@ class Car:
     surface: trimesh.Trimesh  # watertight union of the parts
 
     def sample_surface(self, count: int, seed: int) -> np.ndarray:
+        """`count` points (count, 3) float32 sampled uniformly on the car's surface (object frame, units of the unit cube), seeded."""
         points, _ = trimesh.sample.sample_surface(self.surface, count, seed=seed)
         return points.astype(np.float32)  # (count, 3)
 

@@ -156,6 +156,7 @@ PAINTS = [(0.6, 0.02, 0.02), (0.02, 0.08, 0.4), (0.8, 0.8, 0.82), (0.03, 0.03, 0
 
 
 def car_materials(rng: np.random.Generator) -> dict[str, dict]:
+    """Random Mitsuba BSDF dicts for the car parts (body, cabin, wheels, trim), drawn from `rng`."""
     paint = np.clip(np.array(PAINTS[rng.integers(len(PAINTS))]) * rng.uniform(0.8, 1.15), 0.005, 0.95)
     return {
         "body": {"type": "principled", "base_color": {"type": "rgb", "value": paint.tolist()},
@@ -231,6 +232,7 @@ def photo_scene(cars: list[tuple[Car, np.ndarray, dict]], cam: dict, width: int,
 
 
 def render(scene: dict, seed: int, spp: int | None = None) -> np.ndarray:
+    """Render a Mitsuba scene dict; returns the film as float32 (H, W, C) (RGBA when the film asks for it)."""
     mi = _mi()
     return np.asarray(mi.render(mi.load_dict(scene), seed=seed, spp=spp or 0))
 

@@ -88,6 +88,7 @@ class CopyPasteSampler:
         self.backgrounds, self.size, self.context, self.rng = backgrounds, size, context, rng
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """One training pair: a random render pasted on a random photo crop, (S, S, 3) uint8 image and (S, S) bool mask."""
         import cv2
 
         rng, size = self.rng, self.size

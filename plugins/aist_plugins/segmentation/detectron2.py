@@ -35,6 +35,7 @@ COCO_CLASSES = (
 
 
 def class_name(class_id: int, names: Sequence[str] = COCO_CLASSES) -> str:
+    """The COCO class name of a 0-based detectron2 class id ("class_<id>" when out of range)."""
     return names[class_id] if 0 <= class_id < len(names) else f"class_{class_id}"
 
 

@@ -22,6 +22,7 @@ class WeightsMissing(FileNotFoundError):
 
 
 def checkpoint_dir() -> Path:
+    """Where torchvision looks for downloaded weights: <torch hub dir>/checkpoints (never downloaded by AIST)."""
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
@@ -95,6 +96,7 @@ class MaskRCNNSegmenter(Segmenter):
             raise WeightsMissing(f"{path}: not a readable {self.builder} state dict ({type(exc).__name__}: {exc})") from None
 
     def label_name(self, label: int) -> str:
+        """The COCO category name of a torchvision label id ("class_<id>" when out of range)."""
         return self.categories[label] if 0 <= label < len(self.categories) else f"class_{label}"
 
     @torch.inference_mode()

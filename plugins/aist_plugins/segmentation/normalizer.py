@@ -95,6 +95,7 @@ class AistNormalizer(Normalizer):
         self.fitted_on = int(ratios.size)
 
     def sample_ratio(self, rng: np.random.Generator) -> float:
+        """A foreground/background ratio from the fitted normal (mean, std), resampled until positive (seed report 3.2.1)."""
         for _ in range(self.max_resamples):
             r = float(rng.normal(self.mean, self.std))
             if r > 0:
@@ -145,12 +146,14 @@ class AistNormalizer(Normalizer):
 
     @staticmethod
     def pad_square(rgba: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Pad an (h, w, 4) crop with zeros to a square (max(h, w)); the split of the padding is random (from `rng`)."""
         h, w = rgba.shape[:2]
         before, after = split_padding(abs(h - w), rng)
         pad = ((before, after), (0, 0), (0, 0)) if h < w else ((0, 0), (before, after), (0, 0))
         return np.pad(rgba, pad)
 
     def pad_ratio(self, square: np.ndarray, rng: np.random.Generator, target: float | None = None) -> np.ndarray:
+        """Pad a square (s, s, 4) crop so its fg/bg ratio reaches `target` (sampled when None); never crops the car."""
         s = square.shape[0]
         area = int(np.count_nonzero(square[..., 3]))
         target = self.sample_ratio(rng) if target is None else float(target)

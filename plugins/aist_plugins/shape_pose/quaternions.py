@@ -11,6 +11,7 @@ from aist_core.camera import CAMERA_DISTANCE, FOCAL_LENGTH
 
 
 def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Hamilton product a * b of quaternion tensors [..., 4] (w, x, y, z)."""
     aw, ax, ay, az = a.unbind(-1)
     bw, bx, by, bz = b.unbind(-1)
     return torch.stack(
@@ -25,10 +26,12 @@ def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def quat_conj(q: torch.Tensor) -> torch.Tensor:
+    """Conjugate (w, -x, -y, -z) of quaternion tensors [..., 4]: the inverse rotation for unit ones."""
     return q * q.new_tensor([1.0, -1.0, -1.0, -1.0])
 
 
 def quat_normalize(q: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Quaternion tensors [..., 4] scaled to unit norm (norms clamped at `eps`, so zero stays finite)."""
     return q / q.norm(dim=-1, keepdim=True).clamp_min(eps)
 
 

@@ -94,4 +94,5 @@ def init_normal(net: nn.Module, generator: torch.Generator, gain: float = 0.02) 
 
 
 def count_parameters(net: nn.Module) -> int:
+    """Number of scalar parameters of `net` (trainable or not)."""
     return sum(p.numel() for p in net.parameters())

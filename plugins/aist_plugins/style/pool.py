@@ -36,10 +36,12 @@ class ImagePool:
         return torch.stack(out)
 
     def state_dict(self) -> dict:
+        """The stored images (K, C, H, W) on the CPU and the pool's RNG state, for an exact resume."""
         stored = torch.stack(self.images).cpu() if self.images else torch.empty(0)
         return {"images": stored, "rng": self.rng.get_state()}
 
     def load_state_dict(self, state: dict, device: str) -> None:
+        """Restore what `state_dict` returned, images moved to `device`."""
         stored = state["images"]
         self.images = [image.to(device) for image in stored] if stored.numel() else []
         self.rng.set_state(state["rng"])
