@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -41,13 +42,31 @@ class DatasetError(ValueError):
     """A dataset folder that cannot be read; the message names the file and the problem."""
 
 
+class StageEmpty(RuntimeError):
+    """A stage produced nothing usable (no photo, no instance, no kept instance, no view).
+
+    Raised by the stage that found nothing, at once, with one line naming what it saw (counts
+    of skipped inputs by reason, the segmenter and its threshold, rejections per filter), so the
+    run stops where the problem starts instead of failing stages later.
+    """
+
+
+# EXIF tag 0x0112 (Orientation): 1 upright; 2-8 the stored pixels need a flip and/or rotation.
+EXIF_ORIENTATION = 0x0112
+
+
 # ---------------------------------------------------------------------------- image files
 def read_image(path: str | os.PathLike, mode: str = "RGBA") -> np.ndarray:
-    """Read an image as uint8 (H, W, C) in `mode` ("RGB", "RGBA" or "L").
+    """Read an image as uint8 (H, W, C) in `mode` ("RGB", "RGBA"; "L" gives (H, W)), upright.
 
-    Raises DatasetError naming the file for unreadable, truncated or empty files. 16-bit and
-    palette images are converted to 8 bits; callers that must reject grayscale or alpha-less
-    inputs use `image_info` first.
+    The EXIF orientation is applied (PIL.ImageOps.exif_transpose), so every stage sees a photo
+    as a viewer shows it: H, W and all pixel coordinates (boxes, masks) are in that displayed
+    frame. 16-bit and palette images are converted to 8 bits; callers that must reject
+    grayscale or alpha-less inputs use `image_info` first.
+
+    Raises DatasetError "<path>: <problem>" for a missing, unreadable, truncated or empty file
+    and for an oversized one (PIL's decompression-bomb limit, `PIL.Image.MAX_IMAGE_PIXELS`
+    times 2: "oversized image (N pixels, over PIL's decompression-bomb limit of M pixels)").
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -55,6 +74,7 @@ def read_image(path: str | os.PathLike, mode: str = "RGBA") -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
+            im = _upright(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(im, dtype=np.float64)
                 scale = 65535.0 if arr.max() > 255 else 255.0
@@ -62,22 +82,136 @@ def read_image(path: str | os.PathLike, mode: str = "RGBA") -> np.ndarray:
             return np.asarray(im.convert(mode), dtype=np.uint8).copy()
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
+    except Image.DecompressionBombError as exc:
+        raise DatasetError(f"{path}: {_bomb_reason(exc)}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(f"{path}: unreadable image ({exc})") from None
 
 
 def image_info(path: str | os.PathLike) -> dict[str, Any]:
-    """Mode, size and bit depth without decoding pixels (raises DatasetError like read_image)."""
+    """Mode, size and alpha of an image file without decoding its pixels.
+
+    Returns {"mode": PIL mode, "size": (width, height) in the displayed (EXIF-upright) frame,
+    "stored_size": (width, height) of the stored pixels, "orientation": EXIF orientation 1-8
+    (1 when absent), "has_alpha": bool}. Raises DatasetError like `read_image` (missing,
+    unreadable, oversized).
+    """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
         with Image.open(path) as im:
-            return {"mode": im.mode, "size": im.size, "has_alpha": "A" in im.getbands() or "transparency" in im.info}
+            orientation = _orientation(im)
+            w, h = im.size
+            return {"mode": im.mode, "size": (h, w) if orientation in (5, 6, 7, 8) else (w, h), "stored_size": (w, h),
+                    "orientation": orientation, "has_alpha": "A" in im.getbands() or "transparency" in im.info}
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise DatasetError(f"{path}: {_bomb_reason(exc)}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(f"{path}: unreadable image ({exc})") from None
+
+
+def orient_box(box: Iterable[float], orientation: int, stored_size: tuple[int, int]) -> list[float]:
+    """A box [x0, y0, x1, y1] (pixels, x1/y1 exclusive) given in a photo's stored pixel frame,
+    in its displayed frame: the frame `read_image` returns after the EXIF `orientation` (1-8).
+
+    stored_size: (width, height) of the stored pixels. Orientation 1 (or an unknown value)
+    returns the box unchanged; 5-8 swap the axes (the displayed frame is height x width).
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    w, h = stored_size
+    # each maps a stored point (x, y) to the displayed frame, as PIL's exif_transpose moves pixels
+    maps = {
+        2: lambda x, y: (w - x, y),      # mirror left-right
+        3: lambda x, y: (w - x, h - y),  # rotate 180
+        4: lambda x, y: (x, h - y),      # mirror top-bottom
+        5: lambda x, y: (y, x),          # transpose
+        6: lambda x, y: (h - y, x),      # rotate 90 clockwise
+        7: lambda x, y: (h - y, w - x),  # transverse
+        8: lambda x, y: (y, w - x),      # rotate 90 counter-clockwise
+    }
+    if orientation not in maps:
+        return [x0, y0, x1, y1]
+    xs, ys = zip(*(maps[orientation](x, y) for x, y in ((x0, y0), (x1, y1))))
+    return [min(xs), min(ys), max(xs), max(ys)]
+
+
+def _orientation(im) -> int:
+    """EXIF orientation 1-8 of an open PIL image; 1 when absent or unreadable (as viewers do)."""
+    try:
+        value = int(im.getexif().get(EXIF_ORIENTATION, 1))
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, struct.error):
+        return 1  # a broken EXIF block: viewers show the stored pixels, and so do we
+    return value if 1 <= value <= 8 else 1
+
+
+def _upright(im):
+    """`im` with its EXIF orientation applied (the same image when it is upright already)."""
+    if _orientation(im) == 1:
+        return im
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(im)
+
+
+def _bomb_reason(exc: BaseException) -> str:
+    """PIL's DecompressionBombError as a skip reason that keeps the image's size."""
+    import re
+
+    numbers = re.findall(r"\((\d+) pixels\)|limit of (\d+) pixels", str(exc))
+    size = next((a for a, _ in numbers if a), None)
+    limit = next((b for _, b in numbers if b), None)
+    if size and limit:
+        return f"oversized image ({size} pixels, over PIL's decompression-bomb limit of {limit} pixels)"
+    return f"oversized image ({exc})"
+
+
+def reason_counts(entries: Iterable[dict[str, str]]) -> dict[str, int]:
+    """Skipped entries [{"path", "reason"}] counted by the reason's name: its text before the
+    first " (" or ":" ("grayscale image (single channel)" -> "grayscale image"), sorted by name."""
+    counts: dict[str, int] = {}
+    for entry in entries:
+        key = entry["reason"].split(" (")[0].split(":")[0]
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def describe_counts(counts: dict[str, int]) -> str:
+    """{"grayscale image": 2, "unreadable image": 1} -> "2 grayscale image, 1 unreadable image"
+    ("none" when empty): the one-line summaries of StageEmpty messages."""
+    return ", ".join(f"{n} {name}" for name, n in counts.items()) or "none"
+
+
+def check_cloud(points: Any, min_points: int = 1, repair: bool = True) -> tuple[np.ndarray | None, str | None, str | None]:
+    """Validate a ground-truth cloud: (cloud float32 (M, 3), problem, repair note).
+
+    Exactly one of cloud/problem is None. A cloud must be a numeric (M, 3) array with at least
+    `min_points` finite points. With `repair`, non-finite points (NaN, +-inf) are dropped when
+    the finite ones number at least `min_points` and at least half of the cloud (the note then
+    says how many were dropped); otherwise (or without `repair`) the cloud is refused. Problems and notes read "bad ground-truth
+    cloud (...)" and "repaired ground-truth cloud (...)".
+    """
+    try:
+        array = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None, "bad ground-truth cloud (not a numeric array)", None
+    if array.ndim != 2 or array.shape[1] != 3:
+        return None, f"bad ground-truth cloud (shape {tuple(array.shape)}, expected (M, 3))", None
+    if array.shape[0] == 0:
+        return None, "bad ground-truth cloud (no points)", None
+    finite = np.isfinite(array).all(axis=1)
+    n, good = array.shape[0], int(finite.sum())
+    if good == n:
+        if n < min_points:
+            return None, f"bad ground-truth cloud ({n} points, fewer than {min_points})", None
+        return array.astype(np.float32), None, None
+    if repair and good >= max(min_points, 1) and 2 * good >= n:
+        note = f"repaired ground-truth cloud (dropped {n - good} of {n} points with NaN/inf)"
+        return array[finite].astype(np.float32), None, note
+    need = f"; need {max(min_points, 1)} and half" if repair else ""
+    return None, f"bad ground-truth cloud ({n - good} of {n} points NaN/inf, {good} finite{need})", None
 
 
 def write_image(path: str | os.PathLike, array: np.ndarray, quality: int = 92) -> None:
@@ -137,10 +271,23 @@ class ViewsDataset:
         return read_image(self.path(record["image"]), mode)
 
     def cloud(self, object_id: str) -> np.ndarray:
+        """The object's ground-truth cloud, float32 (M, 3), object frame (unit bounding-box diagonal).
+
+        Raises DatasetError naming the file when it is missing or unreadable, or holds no
+        points, the wrong shape or non-finite values (readers refuse or repair such clouds
+        before they get here: `check_cloud`).
+        """
         path = self.root / "clouds" / f"{object_id}.npy"
         if not path.is_file():
             raise DatasetError(f"{path}: ground-truth cloud missing for object {object_id!r}")
-        return np.load(path).astype(np.float32)
+        try:
+            points = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{path}: unreadable ground-truth cloud ({exc})") from None
+        cloud, problem, _ = check_cloud(points, repair=False)
+        if problem:
+            raise DatasetError(f"{path}: {problem}")
+        return cloud
 
     def has_cloud(self, object_id: str | None) -> bool:
         return object_id is not None and (self.root / "clouds" / f"{object_id}.npy").is_file()
@@ -150,18 +297,54 @@ class ViewsDataset:
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of views.jsonl; raises DatasetError "<path>:<line>: <problem>" for invalid
+    JSON and for a record whose pose is unusable (`pose_problem`): a NaN or null pose would
+    otherwise poison every metric of the set it is in."""
     if not path.is_file():
         raise DatasetError(f"{path}: missing")
     with path.open() as fh:
         for lineno, line in enumerate(fh, 1):
             if line.strip():
                 try:
-                    yield json.loads(line)
+                    record = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise DatasetError(f"{path}:{lineno}: invalid JSON record ({exc.msg})") from None
+                problem = pose_problem(record.get("quaternion")) if "quaternion" in record else None
+                if problem:
+                    raise DatasetError(f"{path}:{lineno}: record {record.get('id')!r} has {problem}")
+                yield record
+
+
+def pose_problem(quaternion: Any) -> str | None:
+    """None for a usable pose quaternion [w, x, y, z] (4 finite numbers, not all zero), else the
+    problem, e.g. "a bad quaternion ([None, None, None, None]: expected 4 finite numbers, not all zero)"."""
+    try:
+        q = np.asarray(quaternion, dtype=np.float64)
+        ok = q.shape == (4,) and bool(np.isfinite(q).all()) and float(np.abs(q).sum()) > 0
+    except (TypeError, ValueError):
+        ok = False
+    return None if ok else f"a bad quaternion ({quaternion!r}, expected 4 finite numbers, not all zero)"
 
 
 # ---------------------------------------------------------------------------- writing
+def unit_name(stable_id: str) -> str:
+    """A work unit's file-safe name from a stable id (e.g. a photo's path relative to its root),
+    so a resumed build finds the same unit for the same input whatever else was added or removed.
+
+    Readable for plain ids ("cars/0001.jpg" -> "cars%2F0001.jpg"), one-to-one (percent-encoded),
+    and shortened with a SHA-256 suffix when longer than 150 characters.
+    """
+    import hashlib
+    from urllib.parse import quote
+
+    name = quote(stable_id, safe="-_.")
+    if name.startswith("."):
+        name = "%2E" + name[1:]
+    if len(name) > 150:
+        name = name[:120] + "~" + hashlib.sha256(stable_id.encode()).hexdigest()[:24]
+    return name
+
+
 class DatasetWriter:
     """Resumable writer: `write_unit` per object/photo, then `finish`.
 
@@ -196,18 +379,28 @@ class DatasetWriter:
             os.replace(tmp, path)
         write_json_atomic(self.root / "units" / f"{unit}.json", {"records": records, "skipped": skipped or []})
 
-    def finish(self, meta: dict[str, Any] | None = None, skipped: list[dict[str, str]] | None = None) -> dict[str, Any]:
-        """Gather all units into views.jsonl and dataset.json; returns the manifest."""
+    def finish(self, meta: dict[str, Any] | None = None, skipped: list[dict[str, str]] | None = None,
+               units: Iterable[str] | None = None) -> dict[str, Any]:
+        """Gather all units into views.jsonl and dataset.json; returns the manifest.
+
+        `units`: the unit names this build consists of (stable ids, e.g. from file names);
+        unit files outside it, left by an earlier attempt on inputs since removed, are ignored.
+        None gathers every unit file. Raises DatasetError naming a record id found twice.
+        """
         records: list[dict[str, Any]] = []
         all_skipped = list(skipped or [])
+        wanted = None if units is None else {f"{u}.json" for u in units}
         for unit_file in sorted((self.root / "units").glob("*.json")):
+            if wanted is not None and unit_file.name not in wanted:
+                continue
             data = json.loads(unit_file.read_text())
             records.extend(data["records"])
             all_skipped.extend(data.get("skipped", []))
         records.sort(key=lambda r: r["id"])
         ids = [r["id"] for r in records]
         if len(ids) != len(set(ids)):
-            raise DatasetError(f"{self.root}: duplicate record ids")
+            twice = next(i for i, j in zip(ids, ids[1:]) if i == j)
+            raise DatasetError(f"{self.root}: duplicate record id {twice!r} (two units wrote it)")
         tmp = self.root / ".views.jsonl.tmp"
         with tmp.open("w") as fh:
             for rec in records:

@@ -17,8 +17,11 @@ report.json keys (documented in docs/report.md):
   experiments.<exp>.mask_xor_median, mask_xor_q25, mask_xor_q75 (+ _ci95)   on the real crops
   reference_rows.constant_shape.{object, test_sets.<set>.{n, n_objects, <M>, <M>_ci95}}
   domain_gap.<set>.*           synthetic / stylized-<exp> / diagnostic test images vs the real crops
-  stages.<label>               key, seconds, cached, folder, skipped counts
+  stages.<label>               key, seconds, cached, folder, skipped counts, report (the
+                               values its components set in ctx.report)
   figures                      [{stage, path, title}] relative to the run folder
+  skipped_inputs               [{stage, reason, count, examples: [{path, reason}]}]: every
+                               input a stage skipped, grouped by reason (skipped_by_reason)
 
 The human reports print every number as "value [low, high]" (the 95% interval, objects
 resampled) next to its test set's size, then a "What this run shows" section: the paired
@@ -30,8 +33,9 @@ from __future__ import annotations
 import html
 import json
 import shutil
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import aist_core
 from aist_core.context import write_json_atomic
@@ -73,6 +77,8 @@ def build_report(pipeline, run_dir: Path, plugins: list[dict[str, Any]]) -> dict
             "cached": result.get("cached", False),
             "folder": str(node.dir),
             "skipped": result.get("skipped_counts", {}),
+            # values the stage's components set through ctx.report (runner.execute_node)
+            "report": {k: result.get("report", {}).get(k) for k in result.get("context_keys", [])},
         }
         for rel in result.get("figures", []):
             src = node.dir / rel
@@ -85,6 +91,8 @@ def build_report(pipeline, run_dir: Path, plugins: list[dict[str, Any]]) -> dict
             report["dataset"].update(stage_report)
         elif node.stage in ("segment", "filter", "normalize"):
             report["curation"].update(stage_report)
+    report["skipped_inputs"] = [{"stage": node.label, **group} for node in pipeline.nodes.values()
+                                for group in skipped_by_reason(node.result.get("skipped", []))]
     evaluation = pipeline.evaluate.result.get("report", {})
     report["baseline"] = evaluation.get("delta_reference")
     for exp, nodes in pipeline.per_experiment.items():
@@ -359,6 +367,33 @@ def _curation_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+# ---------------------------------------------------------------------------- skipped inputs
+SKIPPED_EXAMPLES = 3  # example paths per (stage, reason) in report.json and the human reports
+
+
+def skipped_by_reason(entries: list[dict[str, str]], examples: int = SKIPPED_EXAMPLES) -> list[dict[str, Any]]:
+    """A stage's skipped inputs [{"path", "reason"}] grouped by the reason's name (its text
+    before the first " (" or ":"): [{"reason", "count", "examples": the first `examples`
+    entries as {"path", "reason"} (the full reason, e.g. with an image's size)}], most
+    frequent first, then by name."""
+    groups: dict[str, list[dict[str, str]]] = {}
+    for entry in entries:
+        groups.setdefault(entry["reason"].split(" (")[0].split(":")[0], []).append(entry)
+    return [{"reason": reason, "count": len(items), "examples": [{"path": e["path"], "reason": e["reason"]} for e in items[:examples]]}
+            for reason, items in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+
+
+SKIPPED_TITLE = "Skipped inputs"
+SKIPPED_NOTE = ("Inputs a stage could not use, by reason, with the first few paths; every one is in its stage's "
+                "stage.json (and a dataset's manifest). The run went on without them.")
+
+
+def skipped_rows(report: dict[str, Any]) -> list[list[str]]:
+    """One row per (stage, reason): stage, reason, count, example paths with their full reasons."""
+    return [[g["stage"], g["reason"], str(g["count"]), "; ".join(f"{e['path']} ({e['reason']})" for e in g.get("examples", []))]
+            for g in report.get("skipped_inputs") or []]
+
+
 def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
@@ -374,6 +409,10 @@ def to_markdown(report: dict[str, Any]) -> str:
     curation = _curation_rows(report)
     if curation:
         lines += ["## Curation", ""] + [f"- {k}: {v}" for k, v in curation] + [""]
+    lines += [f"## {SKIPPED_TITLE}", "", SKIPPED_NOTE, ""]
+    skipped = skipped_rows(report)
+    lines += (_md_table(["Stage", "Reason", "Count", "Examples"], [[c.replace("|", "\\|") for c in r] for r in skipped])
+              if skipped else ["No input was skipped."]) + [""]
     lines += ["## Stages", ""]
     lines += _md_table(["Stage", "seconds", "cached", "key"], [
         [label, _fmt(s.get("seconds")), str(s.get("cached")), f"`{s.get('key')}`"] for label, s in report.get("stages", {}).items()
@@ -396,6 +435,9 @@ def to_html(report: dict[str, Any]) -> str:
         for title, paragraphs, tab in sections(report)
     )
     stage_rows = [[label, _fmt(s.get("seconds")), str(s.get("cached")), s.get("key", "")] for label, s in report.get("stages", {}).items()]
+    skipped = skipped_rows(report)
+    skipped_html = (f"<h2>{esc(SKIPPED_TITLE)}</h2><p>{esc(SKIPPED_NOTE)}</p>"
+                    + (table(("Stage", "Reason", "Count", "Examples"), skipped) if skipped else "<p>No input was skipped.</p>"))
     figures = "".join(
         f"<figure><img src='{esc(f['path'])}' alt='{esc(f['title'])}'><figcaption>{esc(f['stage'])}: {esc(f['title'])}</figcaption></figure>"
         for f in report.get("figures", [])
@@ -413,6 +455,7 @@ figure {{ display: inline-block; margin: .5em; vertical-align: top; }} img {{ ma
 {results}
 <h2>Curation</h2>
 {table(("quantity", "value"), _curation_rows(report))}
+{skipped_html}
 <h2>Figures</h2>
 {figures}
 <h2>Stages</h2>
@@ -422,9 +465,16 @@ figure {{ display: inline-block; margin: .5em; vertical-align: top; }} img {{ ma
 
 
 # ---------------------------------------------------------------------------- several runs
-def combine(run_dirs: list[Path], out_dir: Path) -> dict[str, Any]:
+def combine(run_dirs: list[Path], out_dir: Path, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
     """`aist report RUN...`: one page from several run folders (experiments, reference rows and
-    domain-gap sets prefixed by run when there are several)."""
+    domain-gap sets prefixed by run when there are several).
+
+    Only files inside a run folder are copied: a figure whose path resolves outside its run (an
+    absolute path, "..", a symbolic link leading out) is skipped with one `warn` line (default:
+    stderr). Raises FileNotFoundError for a folder without report.json and ValueError for a
+    report.json that is not a JSON object.
+    """
+    warn = warn or (lambda message: print(message, file=sys.stderr))
     combined: dict[str, Any] = {"name": " + ".join(d.name for d in run_dirs), "recipe": ", ".join(str(d) for d in run_dirs),
                                 "aist_version": aist_core.__version__, "experiments": {}, "curation": {}, "stages": {},
                                 "figures": [], "reference_rows": {}, "domain_gap": {}}
@@ -433,7 +483,12 @@ def combine(run_dirs: list[Path], out_dir: Path) -> dict[str, Any]:
         path = run_dir / "report.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; is {run_dir} a finished aist run folder?")
-        report = json.loads(path.read_text())
+        try:
+            report = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not an aist report (invalid JSON: {exc})") from None
+        if not isinstance(report, dict):
+            raise ValueError(f"{path}: not an aist report (expected a JSON object)")
         prefix = run_dir.name if len(run_dirs) > 1 else ""
 
         def named(name: str) -> str:
@@ -452,8 +507,13 @@ def combine(run_dirs: list[Path], out_dir: Path) -> dict[str, Any]:
         combined["dataset"] = combined.get("dataset") or report.get("dataset", {})
         for label, stage in report.get("stages", {}).items():
             combined["stages"][named(label)] = stage
+        combined.setdefault("skipped_inputs", []).extend({**g, "stage": named(g["stage"])} for g in report.get("skipped_inputs") or [])
         for fig in report.get("figures", []):
-            src = run_dir / fig["path"]
+            src = _inside(run_dir, fig.get("path") if isinstance(fig, dict) else None)
+            if src is None:
+                warn(f"{path}: figure {fig.get('path') if isinstance(fig, dict) else fig!r} is not a file inside "
+                     f"{run_dir}; skipped")
+                continue
             if Path(run_dir).resolve() == Path(out_dir).resolve():  # rebuilding a run's own report: keep its figures
                 combined["figures"].append(fig)
                 continue
@@ -464,3 +524,16 @@ def combine(run_dirs: list[Path], out_dir: Path) -> dict[str, Any]:
             combined["figures"].append({**fig, "path": str(dst.relative_to(out_dir))})
     write_reports(combined, out_dir)
     return combined
+
+
+def _inside(run_dir: Path, relative: Any) -> Path | None:
+    """`run_dir / relative` when it is a relative path that stays inside `run_dir` once resolved
+    (symbolic links followed), else None."""
+    if not isinstance(relative, str) or not relative or Path(relative).is_absolute():
+        return None
+    src = Path(run_dir) / relative
+    try:
+        src.resolve().relative_to(Path(run_dir).resolve())
+    except (ValueError, OSError, RuntimeError):  # outside, or a symlink loop
+        return None
+    return src

@@ -10,7 +10,7 @@ from typing import Any
 
 from aist_core.coco import instance_from_annotation, read_coco
 from aist_core.context import StageContext, write_json_atomic
-from aist_core.dataset import DatasetError, ViewsDataset, read_image
+from aist_core.dataset import DatasetError, StageEmpty, ViewsDataset, read_image
 from aist_core.interfaces import Filter
 from aist_core.stages import components, photos_dir
 from aist_core.stages.segment import SEGMENTATIONS
@@ -22,6 +22,8 @@ def filter_instances(photos_dir: Path, segment_dir: Path, filters: list[Filter],
     """Apply `filters` in order; the first that fails names the rejection reason.
 
     Writes out/kept.json {"kept": [annotation ids], "rejected": [{"id", "reason"}], "summary"}.
+    Raises StageEmpty when no instance is kept (after writing kept.json), one line with the
+    number found and the rejections per filter reason, in filter order, zeros included.
     """
     photos = ViewsDataset(photos_dir)
     coco = read_coco(Path(segment_dir) / SEGMENTATIONS)
@@ -29,6 +31,7 @@ def filter_instances(photos_dir: Path, segment_dir: Path, filters: list[Filter],
     kept: list[int] = []
     rejected: list[dict[str, Any]] = []
     counts = {f.reason: 0 for f in filters}
+    skipped_before = len(ctx.skipped.entries)
     for image_entry in ctx.progress(coco["images"], total=len(coco["images"]), description="filtering"):
         anns = by_image.get(image_entry["id"], [])
         if not anns:
@@ -50,6 +53,11 @@ def filter_instances(photos_dir: Path, segment_dir: Path, filters: list[Filter],
     summary = {"found": len(coco["annotations"]), "kept": len(kept), "rejected": counts}
     Path(out).mkdir(parents=True, exist_ok=True)
     write_json_atomic(Path(out) / KEPT, {"kept": kept, "rejected": rejected, "summary": summary})
+    if not kept:
+        per_filter = ", ".join(f"{reason} {n}" for reason, n in counts.items()) or "no filters"
+        unread = len(ctx.skipped.entries) - skipped_before
+        raise StageEmpty(f"filters kept no instance of {summary['found']} found in {len(coco['images'])} photos "
+                         f"(rejected per filter: {per_filter}" + (f"; {unread} photos unreadable" if unread else "") + ")")
     return summary
 
 

@@ -19,7 +19,15 @@ import numpy as np
 
 from aist_core.coco import annotation_box, instance_from_annotation, read_coco
 from aist_core.context import StageContext
-from aist_core.dataset import DatasetError, DatasetWriter, ViewsDataset, read_image
+from aist_core.dataset import (
+    DatasetError,
+    DatasetWriter,
+    StageEmpty,
+    ViewsDataset,
+    describe_counts,
+    read_image,
+    reason_counts,
+)
 from aist_core.imaging import fg_bg_ratio, mask_iou
 from aist_core.interfaces import Instance, Normalizer
 from aist_core.stages import component, photos_dir, synthetic_dir
@@ -49,7 +57,8 @@ def normalize_crops(
     When the photos' records carry twins (`twin`, and `twin_mask` per ground-truth instance:
     the same scene in the synthetic domain's look, see docs/dataset-format.md), every real crop
     is paired with a diagnostic crop in out/diagnostic/ (`_diagnostic_crops`). Returns the
-    summary dict, with `diagnostic_crops` (0 without twins).
+    summary dict, with `diagnostic_crops` (0 without twins). Raises StageEmpty, one line with
+    the kept count and the skipped photos per reason, when no crop could be written.
     """
     out = Path(out)
     photos = ViewsDataset(photos_dir)
@@ -105,6 +114,9 @@ def normalize_crops(
     for entry in manifest["skipped"]:
         ctx.skipped.record(entry["path"], entry["reason"])
     crops_ds = ViewsDataset(out)
+    if not len(crops_ds):
+        raise StageEmpty(f"no crop written from {len(anns)} kept instances in {len(units)} photos "
+                         f"(skipped: {describe_counts(reason_counts(manifest['skipped']))})")
     before = np.array([r["source"]["ratio_before"] for r in crops_ds.records()], dtype=np.float64)
     after = np.array([r["source"]["ratio_after"] for r in crops_ds.records()], dtype=np.float64)
     ious = [r["source"]["mask_iou"] for r in crops_ds.records() if r["source"].get("mask_iou") is not None]

@@ -23,25 +23,50 @@ def bit_depth(path: Path) -> int:
         return 16 if im.mode.startswith("I;16") or im.mode in ("I", "F") or "16" in rawmode else 8
 
 
-def check_photo(path: Path) -> tuple[np.ndarray | None, str | None]:
-    """An RGB photo, or the reason it is unusable (unreadable, truncated, grayscale, 16-bit)."""
+# A 50-megapixel RGB photo is 150 MB decoded; larger inputs are scans, panoramas or bombs.
+MAX_PIXELS = 50_000_000
+# The default min-size filter keeps boxes with sqrt(area) >= 128: a smaller photo holds none.
+MIN_SIDE = 128.0
+
+
+def check_photo(path: Path, max_pixels: int | None = MAX_PIXELS, min_side: float = 0.0) -> tuple[np.ndarray | None, str | None]:
+    """An upright RGB photo, uint8 (H, W, 3), or the reason it is unusable.
+
+    Reasons, in the order checked: unreadable or truncated file, "oversized image (W x H = N
+    pixels, over max_pixels M)" (checked from the header, before decoding; PIL's own
+    decompression-bomb limit gives "oversized image (N pixels, over PIL's ...)"), 16-bit,
+    grayscale, and "photo too small (W x H, sqrt(area) N < min_side M)" when
+    sqrt(width * height) < min_side (pixels): the photo cannot hold an instance the min-size
+    filter would keep.
+    max_pixels None or 0: no limit of our own.
+    """
     try:
         info = image_info(path)
+        w, h = info["size"]
+        if max_pixels and w * h > max_pixels:
+            return None, f"oversized image ({w}x{h} = {w * h} pixels, over max_pixels {max_pixels})"
         if bit_depth(path) == 16:
             return None, f"16-bit image (mode {info['mode']})"
         if info["mode"] in ("L", "LA", "1"):
             return None, "grayscale image (single channel)"
+        if min_side and (w * h) ** 0.5 < min_side:
+            return None, f"photo too small ({w}x{h}, sqrt(area) {(w * h) ** 0.5:.0f} < min_side {min_side:g})"
         return read_image(path, "RGB"), None
     except DatasetError as exc:
         return None, _reason(exc)
 
 
 def check_render(path: Path) -> tuple[np.ndarray | None, str | None]:
-    """An RGBA render with a non-empty alpha mask, or the reason it is unusable."""
+    """A square RGBA render, uint8 (S, S, 4), whose alpha mask has both object and background,
+    or the reason it is unusable: unreadable, no alpha, 16-bit, "non-square render (W x H)"
+    (renders are never squashed to a square), "empty mask (...)" (alpha zero everywhere) or
+    "full-frame mask (...)" (alpha > 0 everywhere: no background, so no silhouette)."""
     try:
         info = image_info(path)
         if not info["has_alpha"]:
             return None, f"render without alpha (mode {info['mode']})"
+        if info["size"][0] != info["size"][1]:
+            return None, f"non-square render ({info['size'][0]}x{info['size'][1]})"
         if bit_depth(path) == 16:
             return None, f"16-bit render (mode {info['mode']})"
         image = read_image(path, "RGBA")
@@ -49,6 +74,8 @@ def check_render(path: Path) -> tuple[np.ndarray | None, str | None]:
         return None, _reason(exc)
     if not image[..., 3].any():
         return None, "empty mask (alpha is zero everywhere)"
+    if image[..., 3].all():
+        return None, "full-frame mask (alpha covers every pixel, no background)"
     return image, None
 
 

@@ -10,6 +10,14 @@ Poses: DPC derives the quaternion from the camera position alone, in the rendere
 so `pos` goes through `aist_core.camera.quat_from_campos` unchanged (the extrinsic is kept in the
 record for reference). `write_dpc_layout` writes this layout from any AIST views dataset, which
 the tests use to round-trip the procedural benchmark.
+
+Bad files are recorded (ctx.skipped, the manifest) and skipped, never squashed or guessed at: a
+view with an unreadable, alpha-less, 16-bit, non-square, empty-mask or full-frame-mask render,
+or a camera file whose `pos` is not 3 finite values away from the origin (a NaN pose would
+poison a test set) or whose `extrinsic` is not 4x4. A ground-truth cloud that is not (M, 3) or
+has fewer than `min_cloud_points` finite points is left out (the object's views stay, without a
+cloud, as for a missing one); non-finite points are dropped when enough remain, and that repair
+is recorded too. No usable view at all stops the stage (StageEmpty).
 """
 
 from __future__ import annotations
@@ -19,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from aist_core.constraints import PositiveInt
 from aist_core import camera
 from aist_core.context import StageContext
-from aist_core.dataset import DatasetWriter, ViewsDataset, write_image
+from aist_core.dataset import DatasetWriter, StageEmpty, ViewsDataset, check_cloud, describe_counts, reason_counts, write_image
 from aist_core.interfaces import DatasetSource
 from aist_plugins.readers.checks import check_render
 
@@ -34,11 +43,14 @@ class DPCData(DatasetSource):
     - root: the folder holding renders/, gt/ and splits/.
     - synth_id: ShapeNet synset (cars: 02958343).
     - views: renders used per model (DPC uses the first 5).
+    - min_cloud_points: a ground-truth cloud needs at least this many finite points (DPC's
+      downsampled clouds have thousands); fewer and it is left out, recorded.
     Models missing from every split file go to "train"; bad files are recorded and skipped.
     """
 
-    def __init__(self, root: str = "data/dpc-cars", synth_id: str = CARS, views: int = 5):
+    def __init__(self, root: str = "data/dpc-cars", synth_id: str = CARS, views: PositiveInt = 5, min_cloud_points: PositiveInt = 100):
         self.root, self.synth_id, self.views = Path(root).expanduser(), synth_id, views
+        self.min_cloud_points = int(min_cloud_points)
 
     @classmethod
     def example(cls) -> "DPCData":
@@ -68,11 +80,15 @@ class DPCData(DatasetSource):
         models = sorted(p.name for p in renders.iterdir() if p.is_dir())
         jobs = [(str(renders / m), m, splits.get(m, "train"), str(self.root / "gt" / "downsampled" / self.synth_id), self.views, str(Path(out) / "synthetic"))
                 for m in models if not writer.unit_done(m)]
+        jobs = [(*job, self.min_cloud_points) for job in jobs]
         for _ in ctx.map(_read_model, jobs, description="reading DPC models"):
             pass
-        manifest = writer.finish(meta={"reader": "dpc", "root": str(self.root), "synth_id": self.synth_id})
+        manifest = writer.finish(meta={"reader": "dpc", "root": str(self.root), "synth_id": self.synth_id}, units=models)
         for item in manifest["skipped"]:
             ctx.skipped.record(item["path"], item["reason"])
+        if not manifest["counts"]["images"]:
+            raise StageEmpty(f"no usable view in {renders}: {len(models)} model folders, {self.views} views each; "
+                             f"skipped: {describe_counts(reason_counts(manifest['skipped']))}")
         return {"synthetic": manifest["counts"], "skipped": len(manifest["skipped"])}
 
     def _splits(self) -> dict[str, str]:
@@ -85,16 +101,27 @@ class DPCData(DatasetSource):
 
 
 def _read_model(job) -> None:
+    """Read one model folder (a process-pool worker): its views, cameras and cloud, as one unit.
+
+    job: (folder, model, split, gt_dir, views, out[, min_cloud_points]).
+    """
     from scipy.io import loadmat
 
-    folder, model, split, gt_dir, views, out = job
+    folder, model, split, gt_dir, views, out, *rest = job
+    min_cloud_points = rest[0] if rest else 1
     folder = Path(folder)
     records, images, skipped, clouds = [], {}, [], {}
     gt_path = Path(gt_dir) / f"{model}.mat"
     try:
-        clouds[model] = np.asarray(loadmat(gt_path)["points"], dtype=np.float32)
+        points = loadmat(gt_path)["points"]
     except (OSError, KeyError, ValueError) as exc:
         skipped.append({"path": str(gt_path), "reason": f"ground-truth cloud unreadable ({type(exc).__name__})"})
+    else:
+        cloud, problem, note = check_cloud(points, min_cloud_points)
+        if problem or note:
+            skipped.append({"path": str(gt_path), "reason": problem or note})
+        if cloud is not None:
+            clouds[model] = cloud
     for k in range(views):
         render, cam_path = folder / f"render_{k}.png", folder / f"camera_{k}.mat"
         image, reason = check_render(render)
@@ -103,20 +130,46 @@ def _read_model(job) -> None:
             continue
         try:
             cam = loadmat(cam_path)
-            pos = np.asarray(cam["pos"], dtype=np.float64).ravel()
-        except (OSError, KeyError, ValueError) as exc:
+            pos = np.asarray(cam["pos"], dtype=np.float64)
+        except (OSError, KeyError, ValueError, TypeError) as exc:
             skipped.append({"path": str(cam_path), "reason": f"missing or unreadable camera file ({type(exc).__name__})"})
+            continue
+        quaternion, problem = pose_from_campos(pos)
+        extrinsic = np.asarray(cam["extrinsic"], dtype=np.float64) if "extrinsic" in cam else None
+        if problem is None and extrinsic is not None and extrinsic.shape != (4, 4):
+            problem = f"bad camera extrinsic (shape {extrinsic.shape}, expected (4, 4))"
+        if problem:
+            skipped.append({"path": str(cam_path), "reason": problem})
             continue
         rel = f"images/{model}_{k}.png"
         images[rel] = image
         record = {"id": f"{model}/{k}", "image": rel, "split": split, "object": model, "view": k,
-                  "quaternion": camera.quat_from_campos(pos).tolist(), "camera_pos": pos.tolist()}
-        if "extrinsic" in cam:
-            record["extrinsic"] = np.asarray(cam["extrinsic"], dtype=np.float64).tolist()
+                  "quaternion": quaternion.tolist(), "camera_pos": pos.ravel().tolist()}
+        if extrinsic is not None:
+            record["extrinsic"] = extrinsic.tolist()
         records.append(record)
     if not records:
         clouds = {}
     DatasetWriter(out, "synthetic").write_unit(model, records, images, clouds, skipped)
+
+
+def pose_from_campos(pos: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """DPC's pose for a camera file's `pos`: (unit quaternion [w, x, y, z] float64 (4,), None),
+    or (None, reason) when `pos` is not 3 values ("bad camera position (shape ...)"), has NaN
+    or inf, or lies at the origin (no viewing direction): any of these gives a NaN pose.
+    pos: the camera centre in DPC's z-up frame, any length (shape (3,), (1, 3) or (3, 1))."""
+    pos = np.asarray(pos, dtype=np.float64)
+    if pos.size != 3 or sum(d > 1 for d in pos.shape) > 1:
+        return None, f"bad camera position (shape {pos.shape}, expected 3 values)"
+    pos = pos.ravel()
+    if not np.isfinite(pos).all():
+        return None, f"bad camera position (non-finite {pos.tolist()})"
+    if np.linalg.norm(pos) < 1e-9:
+        return None, f"bad camera position (at the origin {pos.tolist()}, no viewing direction)"
+    quaternion = camera.quat_from_campos(pos)
+    if not np.isfinite(quaternion).all():
+        return None, f"bad camera position ({pos.tolist()} gives a non-finite pose)"
+    return quaternion, None
 
 
 def write_dpc_layout(data: ViewsDataset, root: Path, synth_id: str = CARS) -> Path:

@@ -1,7 +1,13 @@
 """Photo readers: Stanford Cars (images + devkit annotations) and a plain image folder.
 
 Both write out/photos in the AIST views format. Photos are copied in as they are (no
-re-encoding); hint boxes come from the annotations where they exist. The seed report merged
+re-encoding); hint boxes come from the annotations where they exist. Every stage reads a photo
+upright (`read_image` applies its EXIF orientation), so record boxes are in that displayed
+frame: annotations are taken to be in the stored pixel frame (the devkit's were made with
+MATLAB's imread, which ignores EXIF) and are turned with the photo (`orient_box`); such a record
+carries `exif_orientation`. Unusable photos (unreadable, grayscale, 16-bit, over `max_pixels`,
+too small for `min_side`) are recorded and skipped; when none is usable the stage stops
+(StageEmpty) with the counts per reason. The seed report merged
 Stanford Cars' train and test sets before curating (chapter 3), so both are read by default.
 
 Stanford Cars layout:
@@ -9,20 +15,24 @@ Stanford Cars layout:
     <root>/devkit/cars_train_annos.mat, cars_test_annos.mat   struct array "annotations" with
         bbox_x1, bbox_y1, bbox_x2, bbox_y2 (1-based, inclusive), class (train only), fname
     <root>/devkit/cars_meta.mat                                 optional: class_names
+torchvision's StanfordCars layout is accepted too (`stanford_layout`): <root>/stanford_cars/
+(or <root> itself) with the same cars_train/, cars_test/, devkit/cars_train_annos.mat, and the
+test annotations with classes in <root>/stanford_cars/cars_test_annos_withlabels.mat.
 """
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from aist_core.constraints import NonNegativeFloat, PositiveInt
 from aist_core.context import StageContext
-from aist_core.dataset import DatasetWriter
+from aist_core.dataset import DatasetWriter, unit_name, StageEmpty, describe_counts, image_info, orient_box, reason_counts
 from aist_core.interfaces import DatasetSource
-from aist_plugins.readers.checks import check_photo
+from aist_plugins.readers.checks import MAX_PIXELS, MIN_SIDE, check_photo
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -40,42 +50,87 @@ def read_devkit_annotations(path: Path) -> list[dict[str, Any]]:
 
 
 def _photo_unit(job) -> None:
-    """Check one photo and copy it into the dataset (a process-pool worker)."""
-    source, unit, rel, record, out = job
-    _, reason = check_photo(Path(source))
+    """Check one photo and copy it into the dataset (a process-pool worker).
+
+    job: (source, unit, rel, record, out[, checks]); checks: check_photo's keyword arguments
+    (max_pixels, min_side). Hint boxes are turned into the photo's displayed frame.
+    """
+    source, unit, rel, record, out, *rest = job
+    _, reason = check_photo(Path(source), **(rest[0] if rest else {}))
     writer = DatasetWriter(out, "photos")
     if reason:
         writer.write_unit(unit, [], skipped=[{"path": source, "reason": reason}])
         return
+    info = image_info(source)
+    if info["orientation"] != 1:
+        record = {**record, "exif_orientation": info["orientation"],
+                  "boxes": [orient_box(b, info["orientation"], info["stored_size"]) for b in record.get("boxes") or []]}
     target = Path(out) / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(source, target)
     writer.write_unit(unit, [record])
 
 
-def _write_photos(jobs: list[tuple], out: Path, ctx: StageContext, meta: dict) -> dict[str, Any]:
+def _write_photos(jobs: list[tuple], out: Path, ctx: StageContext, meta: dict, checks: dict | None = None) -> dict[str, Any]:
+    """Run the photo jobs (resumable units), gather the dataset, record skipped photos.
+
+    checks: check_photo's keyword arguments for every photo. Raises StageEmpty, one line
+    naming the root and the skipped counts per reason, when no photo is usable.
+    """
     writer = DatasetWriter(out, "photos")
+    jobs = [(*job, checks or {}) for job in jobs]
     todo = [job for job in jobs if not writer.unit_done(job[1])]
     for _ in ctx.map(_photo_unit, todo, description="reading photos"):
         pass
-    manifest = writer.finish(meta=meta)
+    manifest = writer.finish(meta=meta, units=[job[1] for job in jobs])  # units of removed photos left out
     for item in manifest["skipped"]:
         ctx.skipped.record(item["path"], item["reason"])
+    if not manifest["counts"]["images"]:
+        if not jobs:
+            raise StageEmpty(f"no usable photo in {meta.get('root')}: no photo files listed ({', '.join(IMAGE_SUFFIXES)})")
+        raise StageEmpty(f"no usable photo in {meta.get('root')}: {len(jobs)} listed, all skipped "
+                         f"({describe_counts(reason_counts(manifest['skipped']))})")
     reasons: dict[str, int] = {}
     for item in manifest["skipped"]:
         reasons[item["reason"].split(" (")[0]] = reasons.get(item["reason"].split(" (")[0], 0) + 1
     return {"photos": manifest["counts"], "skipped": reasons}
 
 
+def stanford_layout(root: Path, subset: str) -> tuple[Path, Path]:
+    """(annotations .mat, images folder) of a subset ("train", "test") in either Stanford Cars layout.
+
+    The devkit layout: <root>/devkit/cars_<subset>_annos.mat, <root>/cars_<subset>/. The layout
+    torchvision.datasets.StanfordCars reads: <root>/stanford_cars/ (or <root> itself) with
+    devkit/cars_train_annos.mat for train and cars_test_annos_withlabels.mat (next to devkit/,
+    with classes) for test; for test that file is preferred where both exist. When neither is
+    there, the file the layout found would hold is returned (check_params names it).
+    """
+    root = Path(root)
+    base = root / "stanford_cars" if (root / "stanford_cars" / "devkit").is_dir() else root
+    candidates = ([base / "cars_test_annos_withlabels.mat"] if subset == "test" else []) + [base / "devkit" / f"cars_{subset}_annos.mat"]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:  # name the file this layout would hold
+        return (candidates[-1] if base == root else candidates[0]), base / f"cars_{subset}"
+    return found, base / f"cars_{subset}"
+
+
 class StanfordCars(DatasetSource):
     """Stanford Cars (Krause et al. 2013) as the real photo domain, with its boxes as hints.
 
-    - root: folder with cars_train/, cars_test/ and devkit/.
+    - root: folder with cars_train/, cars_test/ and devkit/; or torchvision's layout (root
+      holding stanford_cars/ with cars_test_annos_withlabels.mat; docs/interop.md).
     - subsets: which parts to read ("train", "test"); the seed report merged both.
+    - max_pixels: photos with more pixels (width x height, read from the header before
+      decoding) are skipped ("oversized image", with the size); PIL's decompression-bomb limit
+      (2 x PIL.Image.MAX_IMAGE_PIXELS) applies on top.
+    - min_side: photos with sqrt(width * height) below it (pixels) are skipped ("photo too
+      small"): they cannot hold an instance the min-size filter keeps (its default, 128).
     """
 
-    def __init__(self, root: str = "data/stanford-cars", subsets: tuple[str, ...] = ("train", "test")):
+    def __init__(self, root: str = "data/stanford-cars", subsets: tuple[Literal["train", "test"], ...] = ("train", "test"),
+                 max_pixels: PositiveInt = MAX_PIXELS, min_side: NonNegativeFloat = MIN_SIDE):
         self.root, self.subsets = Path(root).expanduser(), tuple(subsets)
+        self.max_pixels, self.min_side = int(max_pixels), float(min_side)
 
     @classmethod
     def example(cls) -> "StanfordCars":
@@ -88,8 +143,8 @@ class StanfordCars(DatasetSource):
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> list[str]:
         root = Path(params.get("root", "data/stanford-cars")).expanduser()
-        missing = [f"{root}/devkit/cars_{s}_annos.mat" for s in params.get("subsets", ("train", "test")) if not (root / "devkit" / f"cars_{s}_annos.mat").is_file()]
-        return [f"root: {missing[0]} not found: expected Stanford Cars with its devkit (docs/dataset-format.md)"] if missing else []
+        missing = [str(p) for p in (stanford_layout(root, s)[0] for s in params.get("subsets", ("train", "test"))) if not p.is_file()]
+        return [f"root: {missing[0]} not found: expected Stanford Cars with its devkit, or torchvision's stanford_cars/ layout (docs/interop.md)"] if missing else []
 
     def build(self, out: Path, ctx: StageContext) -> dict[str, Any]:
         problems = self.check_params({"root": str(self.root), "subsets": self.subsets})
@@ -97,23 +152,29 @@ class StanfordCars(DatasetSource):
             raise FileNotFoundError(problems[0].split(": ", 1)[1])
         jobs = []
         for subset in self.subsets:
-            for i, ann in enumerate(read_devkit_annotations(self.root / "devkit" / f"cars_{subset}_annos.mat")):
-                source = self.root / f"cars_{subset}" / ann["fname"]
+            annotations, folder = stanford_layout(self.root, subset)
+            for i, ann in enumerate(read_devkit_annotations(annotations)):
+                source = folder / ann["fname"]
                 unit = f"{subset}_{Path(ann['fname']).stem}"
                 rel = f"images/{subset}/{ann['fname']}"
                 record = {"id": unit, "image": rel, "split": "train", "boxes": [ann["box"]], "class": ann["class"]}
                 jobs.append((str(source), unit, rel, record, str(Path(out) / "photos")))
-        return _write_photos(jobs, Path(out) / "photos", ctx, {"reader": "stanford-cars", "root": str(self.root)})
+        return _write_photos(jobs, Path(out) / "photos", ctx, {"reader": "stanford-cars", "root": str(self.root)},
+                             {"max_pixels": self.max_pixels, "min_side": self.min_side})
 
 
 class ImageFolder(DatasetSource):
     """Any folder of photos (searched recursively) as the real domain, without hint boxes.
 
     Use it with a segmenter that needs no boxes (Mask R-CNN).
+
+    - root: the folder.
+    - max_pixels, min_side: as for stanford-cars (oversized and too-small photos are skipped).
     """
 
-    def __init__(self, root: str = "data/photos"):
+    def __init__(self, root: str = "data/photos", max_pixels: PositiveInt = MAX_PIXELS, min_side: NonNegativeFloat = MIN_SIDE):
         self.root = Path(root).expanduser()
+        self.max_pixels, self.min_side = int(max_pixels), float(min_side)
 
     @classmethod
     def example(cls) -> "ImageFolder":
@@ -136,10 +197,11 @@ class ImageFolder(DatasetSource):
         jobs = []
         for i, path in enumerate(files):
             rel_source = path.relative_to(self.root)
-            unit = f"photo{i:06d}"
+            unit = unit_name(rel_source.as_posix())  # stable: the same photo is the same unit on a resume
             record = {"id": str(rel_source.with_suffix("")), "image": f"images/{rel_source}", "split": "train", "boxes": []}
             jobs.append((str(path), unit, f"images/{rel_source}", record, str(Path(out) / "photos")))
-        return _write_photos(jobs, Path(out) / "photos", ctx, {"reader": "image-folder", "root": str(self.root)})
+        return _write_photos(jobs, Path(out) / "photos", ctx, {"reader": "image-folder", "root": str(self.root)},
+                             {"max_pixels": self.max_pixels, "min_side": self.min_side})
 
 
 def write_stanford_layout(root: Path, n_images: int = 4, seed: int = 0) -> Path:

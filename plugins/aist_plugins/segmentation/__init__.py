@@ -9,6 +9,7 @@ REGISTRY: list[tuple[str, str, str]] = [
     ("segmenter", "detectron2", f"{_SEG}.detectron2:Detectron2Segmenter"),
     ("segmenter", "grabcut", f"{_SEG}.grabcut:GrabCutSegmenter"),
     ("segmenter", "shape-prior", f"{_SEG}.shape_prior:ShapePriorSegmenter"),
+    ("segmenter", "coco-annotations", f"{_SEG}.coco_annotations:CocoAnnotationsSegmenter"),
     # filters: the rejection rules of seed report chapter 3, one rule each
     ("filter", "label", f"{_SEG}.filters:LabelFilter"),
     ("filter", "score", f"{_SEG}.filters:ScoreFilter"),
