@@ -34,6 +34,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from aist_core.constraints import Fraction, PositiveInt, Seed, StageSeed, check_value
 from aist_core.interfaces import KIND_CLASSES, Component
 from aist_core.registry import PluginError, Registry
 
@@ -48,19 +49,21 @@ class StageSpec:
     multiple: bool = False  # an array of tables, one component each (filters)
     options: dict[str, Any] = field(default_factory=dict)  # stage options and their defaults
     required: bool = False
+    # constraints of stage options, as for component parameters (aist_core.constraints)
+    constraints: dict[str, Any] = field(default_factory=dict)
 
 
 STAGES: dict[str, StageSpec] = {
     "dataset": StageSpec("dataset_source", required=True),
     "photos": StageSpec("dataset_source"),
-    "segment": StageSpec("segmenter", options={"batch_size": 4}),
+    "segment": StageSpec("segmenter", options={"batch_size": 4}, constraints={"batch_size": PositiveInt}),
     "filter": StageSpec("filter", multiple=True),
-    "normalize": StageSpec("normalizer", options={"test_fraction": 0.2}),
+    "normalize": StageSpec("normalizer", options={"test_fraction": 0.2}, constraints={"test_fraction": Fraction}),
     # seed = -1: the recipe's seed. A stage seed varies one stage (translator or shape/pose
     # model initialisation and data order) while every other stage keeps its cached output.
-    "translate": StageSpec("translator", options={"seed": -1}),
-    "stylize": StageSpec(None, options={"batch_size": 16}),
-    "shape_pose": StageSpec("shape_pose_model", options={"seed": -1}, required=True),
+    "translate": StageSpec("translator", options={"seed": -1}, constraints={"seed": StageSeed}),
+    "stylize": StageSpec(None, options={"batch_size": 16}, constraints={"batch_size": PositiveInt}),
+    "shape_pose": StageSpec("shape_pose_model", options={"seed": -1}, required=True, constraints={"seed": StageSeed}),
     # metrics: Metric tables; domain_gap: DomainGap tables (images vs the real crops);
     # baseline: the experiment every other one is compared with (the first one when absent)
     "evaluate": StageSpec(None, options={"metrics": [], "domain_gap": [], "baseline": "baseline"}),
@@ -70,6 +73,9 @@ COMPONENT_LIST_OPTIONS = {"metrics": "metric", "domain_gap": "domain_gap"}
 TOP_LEVEL = {"schema", "seed", "name", "description", "experiments", "tensorboard"} | set(STAGES)
 EXPERIMENT_KEYS = {"train_on"} | set(STAGES)
 TRAIN_ON = ("synthetic", "stylized")
+# Recipe and experiment names become folder and file names: a plain identifier, no separators,
+# no "..", not starting with "." or "-" (hidden files, command-line options).
+PLAIN_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 
 
 class RecipeError(ValueError):
@@ -112,6 +118,7 @@ class LineIndex:
                 self.lines.setdefault(path, lineno)
 
     def line(self, path: str) -> int | None:
+        """The line that set `path`, else its nearest enclosing table's; None when unknown."""
         while path:
             if path in self.lines:
                 return self.lines[path]
@@ -131,11 +138,13 @@ class Recipe:
     index: LineIndex
 
     def where(self, key_path: str) -> str:
+        """"recipe.toml:LINE" for a key path (just the file when the line is unknown)."""
         line = self.index.line(key_path)
         return f"{self.path}:{line}" if line else str(self.path)
 
     @property
     def name(self) -> str:
+        """The run folder's name: `name`, else the file name (both validated as plain names)."""
         return self.data.get("name") or self.path.stem
 
     @property
@@ -145,6 +154,7 @@ class Recipe:
 
     @property
     def seed(self) -> int:
+        """The recipe's seed (0 when absent), validated to fit the random generators."""
         return int(self.data.get("seed", 0))
 
     def experiments(self) -> dict[str, dict[str, Any]]:
@@ -180,14 +190,20 @@ def _deep_merge(base: dict, override: dict) -> dict:
 def load(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a recipe and apply `--set key.path=value` overrides (values parsed as TOML)."""
     path = Path(path)
+    if path.is_dir():
+        raise RecipeError([f"{path}: cannot read recipe (a directory, not a TOML file)"])
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RecipeError([f"{path}: cannot read recipe ({exc.strerror or exc})"]) from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError([f"{path}: cannot read recipe (not UTF-8 text: byte {exc.start}; a binary file?)"]) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError([f"{path}: invalid TOML: {exc}"]) from None
+    except RecursionError:
+        raise RecipeError([f"{path}: invalid TOML: nested too deeply"]) from None
     recipe = Recipe(path, data, LineIndex(text))
     for item in overrides or []:
         _apply_override(recipe, item)
@@ -195,6 +211,7 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Recipe:
 
 
 def _apply_override(recipe: Recipe, item: str) -> None:
+    """Set one `key.path=value`; `name[i]` steps into an existing array of tables."""
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -203,17 +220,31 @@ def _apply_override(recipe: Recipe, item: str) -> None:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()  # bare words are strings: --set dataset.use=dpc
-    node = recipe.data
+    except RecursionError:
+        raise RecipeError([f"--set {key}: value nested too deeply"]) from None
+    node: Any = recipe.data
     parts = key.split(".")
-    for part in parts[:-1]:
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
         index = re.fullmatch(r"(.+)\[(\d+)\]", part)
+        name = index.group(1) if index else part
+        if not name or not isinstance(node, dict):
+            raise RecipeError([f"--set {key}: {'.'.join(parts[:i]) or key} is not a table"])
         if index:
-            node = node.setdefault(index.group(1), [])[int(index.group(2))]
+            array = node.get(name)
+            if not isinstance(array, list):
+                raise RecipeError([f"--set {key}: {name} is not an array of tables"])
+            position = int(index.group(2))
+            if position >= len(array):
+                raise RecipeError([f"--set {key}: index {position} out of range ({name} has {len(array)} entries)"])
+            if last:
+                array[position] = value
+            else:
+                node = array[position]
+        elif last:
+            node[name] = value
         else:
-            node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise RecipeError([f"--set {key}: {part} is not a table"])
-    node[parts[-1]] = value
+            node = node.setdefault(name, {})
 
 
 # ---------------------------------------------------------------------------- validation
@@ -226,6 +257,7 @@ class ComponentSpec:
     params: dict[str, Any]
 
     def build(self, registry: Registry) -> Component:
+        """Instantiate the component, nested components first, Path-typed strings as Paths."""
         cls = registry.load(self.kind, self.name)
         hints = _hints(cls)
         params = {}
@@ -291,7 +323,15 @@ def validate(recipe: Recipe, registry: Registry) -> dict[str, dict[str, Any]]:
         if key not in TOP_LEVEL:
             problems.append(_unknown(recipe, key, key, sorted(TOP_LEVEL), "top-level key"))
     problems += _check_tensorboard(recipe)
-    for name, override in (data.get("experiments") or {}).items():
+    problems += _check_top_level(recipe)
+    experiments = data.get("experiments", {})
+    if not isinstance(experiments, dict):
+        problems.append(f"{recipe.where('experiments')}: experiments: must be a table of [experiments.NAME] tables, "
+                        f"got {experiments!r}")
+        experiments = {}
+    for name, override in experiments.items():
+        if not PLAIN_NAME.fullmatch(name):
+            problems.append(f"{recipe.where(f'experiments.{name}')}: experiments.{name}: {_name_rule('experiment name', name)}")
         if not isinstance(override, dict):
             problems.append(f"{recipe.where(f'experiments.{name}')}: experiments.{name}: must be a table")
             continue
@@ -325,6 +365,35 @@ def validate(recipe: Recipe, registry: Registry) -> dict[str, dict[str, Any]]:
     if problems:
         raise RecipeError(problems)
     return out
+
+
+def _name_rule(what: str, name: Any) -> str:
+    return (f"{what} {name!r} is not a plain name: letters, digits, '_', '.', '-' (up to 100, not starting "
+            "with '.' or '-', no '..'); it becomes a folder or file name")
+
+
+def _check_top_level(recipe: Recipe) -> list[str]:
+    """`seed` fits the random generators, `name` and `description` are strings and the run folder's
+    name (`name`, else the file name) is a plain name that cannot leave the runs folder."""
+    problems = []
+    data = recipe.data
+    seed = data.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        problems.append(f"{recipe.where('seed')}: seed: expected a non-negative integer, got {seed!r}")
+    elif (problem := check_value(seed, Seed)) is not None:
+        problems.append(f"{recipe.where('seed')}: seed: {problem}")
+    if "name" in data:
+        name = data["name"]
+        if not isinstance(name, str):
+            problems.append(f"{recipe.where('name')}: name: expected a string, got {name!r}")
+        elif not PLAIN_NAME.fullmatch(name):
+            problems.append(f"{recipe.where('name')}: name: {_name_rule('run name', name)}")
+    elif not PLAIN_NAME.fullmatch(recipe.path.stem):
+        problems.append(f"{recipe.path}: name: the file name {recipe.path.stem!r} cannot name the run folder; "
+                        "set name = \"...\" (letters, digits, '_', '.', '-')")
+    if not isinstance(data.get("description", ""), str):
+        problems.append(f"{recipe.where('description')}: description: expected a string, got {data['description']!r}")
+    return problems
 
 
 def _check_tensorboard(recipe: Recipe) -> list[str]:
@@ -366,6 +435,8 @@ def _validate_stage(recipe, registry, stage, spec, table, problems) -> Validated
             ]
         elif not _type_ok(value, type(spec.options[key])):
             problems.append(f"{recipe.where(f'{stage}.{key}')}: {stage}.{key}: expected {type(spec.options[key]).__name__}, got {value!r}")
+        elif key in spec.constraints and (problem := check_value(value, spec.constraints[key])) is not None:
+            problems.append(f"{recipe.where(f'{stage}.{key}')}: {stage}.{key}: {problem}")
     options.update(own)
     if spec.kind is None:
         for key in table:
@@ -400,6 +471,7 @@ def _validate_component(recipe, registry, kind, table, path, problems, stage_opt
         if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
     hints = _hints(cls)
+    constraints = _hints(cls, extras=True)
     params: dict[str, Any] = {}
     for key, value in table.items():
         if key == "use":
@@ -419,9 +491,14 @@ def _validate_component(recipe, registry, kind, table, path, problems, stage_opt
             continue
         hint = hints.get(key, inspect.Parameter.empty)
         if not _type_ok(value, hint):
-            problems.append(f"{recipe.where(key_path)}: {key_path}: expected {_hint_name(hint)}, got {value!r}")
+            problems.append(f"{recipe.where(key_path)}: {key_path}: {_type_problem(value, hint)}")
             continue
-        params[key] = _coerce(value, hint)
+        value = _coerce(value, hint)
+        # ranges, choices and patterns declared in the annotation (aist_core.constraints)
+        if key in constraints and (problem := check_value(value, constraints[key])) is not None:
+            problems.append(f"{recipe.where(key_path)}: {key_path}: {problem}")
+            continue
+        params[key] = value
     # A component may check its parameters against the world (a data folder that must exist),
     # so a recipe pointing at missing data is refused before any work starts.
     for problem in getattr(cls, "check_params", lambda _params: [])(params):
@@ -439,11 +516,24 @@ def _unknown(recipe: Recipe, key_path: str, given: str, accepted: list[str], wha
 
 
 # ---------------------------------------------------------------------------- types
-def _hints(cls: type) -> dict[str, Any]:
+def _hints(cls: type, extras: bool = False) -> dict[str, Any]:
+    """The constructor's resolved annotations; with `extras`, `Annotated[...]` metadata is kept."""
     try:
-        return typing.get_type_hints(cls.__init__)
+        return typing.get_type_hints(cls.__init__, include_extras=extras)
     except Exception:  # unresolvable annotations: fall back to no type checking for them
         return {}
+
+
+def _type_problem(value: Any, hint: Any) -> str:
+    """"expected float, got 'high'", or for a choice "'x' is not one of a, b; did you mean 'a'?"."""
+    choices = [a for a in typing.get_args(hint) if typing.get_origin(hint) is typing.Literal]
+    if not choices and typing.get_origin(hint) in (typing.Union, types.UnionType):
+        choices = [c for a in typing.get_args(hint) if typing.get_origin(a) is typing.Literal for c in typing.get_args(a)]
+    if choices:
+        message = f"{value!r} is not one of {', '.join(repr(c) for c in choices)}"
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+        return message + (f"; did you mean {close[0]!r}?" if close else "")
+    return f"expected {_hint_name(hint)}, got {value!r}"
 
 
 def _component_kind(hint: Any) -> str | None:

@@ -45,3 +45,45 @@ def test_version():
 def test_missing_recipe_file_is_usage_error(tmp_path):
     out = aist("check", str(tmp_path / "nope.toml"))
     assert out.returncode == 2 and "nope.toml: cannot read recipe" in out.stderr
+
+
+def test_show_prints_types_defaults_ranges_docs_and_source():
+    out = aist("show", "translator", "cyclegan")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "CycleGAN with annotation losses on RGBA renders" in out.stdout  # the class's own doc
+    assert any(line.startswith("source: ") and "Zhu et al." in line for line in lines)
+    image_size = lines.index("  image_size: int = 256  [>= 24; multiple of 4]")
+    assert "training resolution" in lines[image_size + 1]
+    assert "  mode: str = 'black'  [one of 'black', 'alpha']" in lines
+    assert "  lr: float = 0.0002  [> 0]" in lines
+    assert "  flip: bool = True" in lines  # no constraint, no brackets
+    dpc = aist("show", "shape_pose_model", "dpc").stdout.splitlines()
+    for name in ("keep_prob_start", "keep_prob_end"):  # "a / b: text" documents both
+        row = next(i for i, line in enumerate(dpc) if line.startswith(f"  {name}: float"))
+        assert "[in (0, 1]]" in dpc[row] and "keep probability" in dpc[row + 1]
+
+
+def test_show_does_not_substitute_the_interfaces_doc():
+    from aist_core.cli import _describe_component
+    from aist_core.constraints import Fraction
+    from aist_core.interfaces import Filter
+
+    class NoDoc(Filter):
+        def __init__(self, share: Fraction = 0.5, other: int = 1):
+            """share: the share of something.
+            other: another thing, documented
+                over two lines."""
+
+        @classmethod
+        def example(cls):
+            return cls()
+
+        def check(self, image, instance):
+            return None
+
+    text = "\n".join(_describe_component(NoDoc, "filter"))
+    assert "NoDoc has no documentation of its own" in text
+    assert "rejection rule" not in text  # Filter's docstring, which inspect.getdoc would fall back to
+    assert "  share: float = 0.5  [in [0, 1]]\n      the share of something." in text
+    assert "  other: int = 1\n      another thing, documented over two lines." in text

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from aist_core.recipe import RecipeError, load, validate
+from aist_core.recipe import load, validate
 from aist_core.registry import discover
 
 GOOD = """\
@@ -135,3 +135,130 @@ def test_check_does_not_run_anything(tmp_path):
     out = check(write(tmp_path, GOOD), "--set", "dataset.n_objects=3")
     assert out.returncode == 0, out.stderr
     assert not (tmp_path / "aist-runs").exists()
+
+
+# ---------------------------------------------------------------------------- malformed input
+def one_line_usage_error(out, *fragments):
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    assert all(f in out.stderr for f in fragments), out.stderr
+
+
+def test_over_deep_nesting_is_one_line(tmp_path):
+    deep = "schema = 1\nx = " + "[" * 100_000 + "]" * 100_000 + "\n"
+    one_line_usage_error(check(write(tmp_path, deep)), "nested too deeply")
+    one_line_usage_error(check(write(tmp_path, GOOD), "--set", "seed=" + "[" * 100_000), "--set seed: value nested too deeply")
+
+
+def test_binary_file_is_one_line(tmp_path):
+    path = tmp_path / "recipe.toml"
+    path.write_bytes(bytes(range(256)) * 4)
+    one_line_usage_error(check(path), f"{path}: cannot read recipe (not UTF-8 text")
+
+
+def test_missing_recipe_and_directory_are_one_line(tmp_path):
+    one_line_usage_error(check(tmp_path / "nope.toml"), "nope.toml: cannot read recipe")
+    one_line_usage_error(check(tmp_path), f"{tmp_path}: cannot read recipe (a directory")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("filter[7].min_score=0.9", "--set filter[7].min_score: index 7 out of range (filter has 2 entries)"),
+    ("filter[2]=1", "--set filter[2]: index 2 out of range (filter has 2 entries)"),
+    ("segment[0].use=x", "--set segment[0].use: segment is not an array of tables"),
+    ("schema.x=1", "--set schema.x: schema is not a table"),
+    ("filter[0].use.x=1", "--set filter[0].use.x: filter[0].use is not a table"),
+])
+def test_bad_set_paths_are_one_line(tmp_path, override, message):
+    one_line_usage_error(check(write(tmp_path, GOOD), "--set", override), message)
+
+
+def test_set_into_an_array_of_tables(tmp_path):
+    recipe = load(write(tmp_path, GOOD), ["filter[1].min_side=40.0", "translate.losses[0].weight_a2b=3.0"])
+    assert recipe.data["filter"][1]["min_side"] == 40.0 and recipe.data["translate"]["losses"][0]["weight_a2b"] == 3.0
+
+
+def test_non_table_experiments_is_one_line(tmp_path):
+    one_line_usage_error(check(write(tmp_path, GOOD), "--set", "experiments=3"),
+                         "experiments: must be a table of [experiments.NAME] tables, got 3")
+    one_line_usage_error(check(write(tmp_path, GOOD + "\n[experiments]\nexp2 = 4\n")), "experiments.exp2: must be a table")
+
+
+# ---------------------------------------------------------------------------- a full disk
+TINY = """\
+schema = 1
+name = "tiny"
+seed = 0
+
+[dataset]
+use = "procedural-cars"
+n_objects = 4
+views = 2
+image_size = 32
+points = 300
+spp = 2
+n_photos = 0
+diagnostic = false
+
+[shape_pose]
+use = "viewpoint-psgn"
+image_size = 32
+num_points = 64
+width = 8
+steps = 2
+batch_size = 4
+gt_points = 64
+checkpoint_every = 1
+
+[evaluate]
+[[evaluate.metrics]]
+use = "chamfer"
+"""
+
+
+def run_cli(monkeypatch, capsys, *args):
+    """`aist ARGS` in this process (so monkeypatched writes apply); (exit code, stderr)."""
+    from aist_core.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["aist", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    return exited.value.code, capsys.readouterr().err
+
+
+def test_full_disk_is_one_line_exit_1_and_loses_nothing(tmp_path, monkeypatch, capsys):
+    import errno
+    import json
+    from pathlib import Path
+
+    recipe = write(tmp_path, TINY)
+    reference = subprocess.run([sys.executable, "-m", "aist_core.cli", "run", str(recipe), "--quiet", "--workers", "1",
+                                "--out", str(tmp_path / "ref"), "--cache", str(tmp_path / "ref-cache")],
+                               capture_output=True, text=True)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    cache = tmp_path / "cache"
+    real_write_text = Path.write_text
+    writes = []
+
+    def disk_full(self, *args, **kwargs):
+        if cache in Path(self).absolute().parents:
+            writes.append(self)
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real_write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    args = ("run", str(recipe), "--quiet", "--workers", "1", "--out", str(tmp_path / "run"), "--cache", str(cache))
+    code, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 1
+    assert len(writes) >= 2 and any(w.name == "error.txt" for w in writes)  # the stage's write, then error.txt
+    assert "Traceback" not in err
+    messages = [line for line in err.splitlines() if line.startswith("aist:")]
+    assert len(messages) == 1 and "no space left on device" in messages[0] and "rerun the same command" in messages[0], err
+
+    monkeypatch.setattr(Path, "write_text", real_write_text)
+    code, err = run_cli(monkeypatch, capsys, *args)
+    assert code in (0, None), err
+    ours = json.loads((tmp_path / "run" / "report.json").read_text())
+    theirs = json.loads((tmp_path / "ref" / "report.json").read_text())
+    assert ours["experiments"] == theirs["experiments"]
+    assert {k: v["key"] for k, v in ours["stages"].items()} == {k: v["key"] for k, v in theirs["stages"].items()}
