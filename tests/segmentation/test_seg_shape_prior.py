@@ -1,6 +1,8 @@
 """The shape-prior segmenter: copy-paste pairs, training that resumes exactly, weights that are
 checked on load, and the curation stage training it from the synthetic set."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from seg_fixtures import make_photos, make_synthetic
 from aist_plugins.segmentation import shape_prior as sp
 from aist_plugins.segmentation.copy_paste import CopyPasteSampler, background_patches, window_transform
 from aist_plugins.segmentation.shape_prior import ShapePriorSegmenter
+from aist_plugins.training import CheckpointError
 
 RED = (255, 0, 0)
 
@@ -73,7 +76,7 @@ def test_sampler_refuses_photos_without_free_background():
 
 def test_untrained_segmenter_says_how_to_get_weights():
     image, _, box = make_photo(np.random.default_rng(0))
-    with pytest.raises(RuntimeError, match="curation stage"):
+    with pytest.raises(RuntimeError, match="run it through the segment stage"):
         tiny().segment([image], [box])
 
 
@@ -183,6 +186,6 @@ def test_a_planted_pickle_checkpoint_is_refused_not_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     torch.save({"step": 1, "payload": _Planted()}, tmp_path / sp.CHECKPOINT)
     segmenter = ShapePriorSegmenter(steps=2)
-    with pytest.raises(Exception, match="Weights only load failed|Unsupported global"):
+    with pytest.raises(CheckpointError, match=f"^{re.escape(str(tmp_path / sp.CHECKPOINT))}: not a readable weights-only checkpoint"):
         segmenter._resume(tmp_path, torch.optim.Adam(segmenter.net.parameters()), None)
     assert not (tmp_path / "planted-pickle-ran").exists()

@@ -155,3 +155,28 @@ def test_fused_silhouette_matches_the_step_by_step_path():
     fused = renderer.render_silhouettes(pts, q, 24, 1.2, scale)
     steps = renderer.silhouette_from_occupancy(renderer.occupancy_grid(pts, q, 24, 1.2, scale))
     assert torch.allclose(fused, steps, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 1e30])
+def test_non_finite_points_are_ignored_like_points_outside_the_grid(bad):
+    """A diverging network can emit NaN/inf points: they add nothing (as out-of-grid points do)
+    instead of raising IndexError, and the gradients to the poses and other points stay finite."""
+    torch.manual_seed(2)
+    good = torch.rand(2, 200, 3) * 0.6 - 0.3
+    broken = good.clone()
+    broken[0, 5, 1] = bad  # one coordinate of one point
+    broken[1, :3] = bad  # whole points
+    q = torch.nn.functional.normalize(torch.randn(2, 4), dim=-1)
+    keep = torch.ones(2, 200, dtype=torch.bool)
+    keep[0, 5] = False
+    keep[1, :3] = False
+    expected = torch.stack([renderer.render_silhouettes(good[i, keep[i]][None], q[i : i + 1], G, 1.0)[0] for i in range(2)])
+    pts, quats = broken.clone().requires_grad_(), q.clone().requires_grad_()
+    sil = renderer.render_silhouettes(pts, quats, G, sigma=1.0)
+    assert torch.allclose(sil, expected, atol=1e-6)
+    depth = renderer.render_depth(broken, q, G, sigma=1.0)
+    assert torch.isfinite(depth).all()
+    (sil**2).sum().backward()
+    assert torch.isfinite(quats.grad).all() and quats.grad.abs().sum() > 0
+    assert torch.isfinite(pts.grad[keep]).all() and pts.grad[keep].abs().sum() > 0
+    assert torch.all(pts.grad[~keep] == 0)

@@ -175,7 +175,7 @@ def test_recipe_check_refuses_bad_strength(tmp_path):
         [shape_pose]
         use = "dpc"
         """))
-    with pytest.raises(RecipeError, match=r"recipe.toml:6: translate.strength: must be within \[0, 1\]"):
+    with pytest.raises(RecipeError, match=r"recipe.toml:6: translate.strength: must be less than or equal to 1, got 2.0"):
         validate(load(path), discover())
 
 

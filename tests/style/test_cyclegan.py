@@ -33,7 +33,10 @@ def test_trains_with_both_losses_finite_and_mask_preserved(domains, tmp_path):
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
     for row in rows:
         assert all(np.isfinite(float(v)) for v in row.values())
-        assert float(row["annot_ab"]) > 0 and float(row["annot_ba"]) > 0
+        # one column per annotation loss and direction, under the loss's recipe name
+        assert all(float(row[f"{name}_{way}"]) > 0 for name in ("alpha", "resnet-feature") for way in ("a2b", "b2a"))
+    assert list(rows[0]) == ["step", "epoch", "gan_ab", "gan_ba", "cycle_a", "cycle_b", "idt_b", "idt_a", "alpha_a2b",
+                             "resnet-feature_a2b", "alpha_b2a", "resnet-feature_b2a", "g_total", "d_a", "d_b"]
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step_0000002.png", "step_0000004.png"]
     assert (tmp_path / "loss_curves.png").stat().st_size > 1000
     images = _images(a)
@@ -113,7 +116,7 @@ def test_bad_inputs_have_clear_errors(domains, tmp_path):
         tiny(image_size=30)
     a, b = domains
     tiny(max_steps=1).fit(a, b, tmp_path, StageContext.for_tests(tmp_path))
-    with pytest.raises(ValueError, match="another architecture"):
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: checkpoint of another configuration: ngf=8 \(now 4\)"):
         tiny(ngf=4, max_steps=2).fit(a, b, tmp_path, StageContext.for_tests(tmp_path))
 
 

@@ -27,7 +27,7 @@ def trained(domains, tmp_path_factory):
 def test_train_translator_saves_weights_and_figures(trained):
     translator, summary, out, ctx = trained
     assert (out / "weights" / "generators.safetensors").is_file()
-    assert summary["step"] == 2 and np.isfinite(summary["g_total"]) and "annot_ab" in summary
+    assert summary["step"] == 2 and np.isfinite(summary["g_total"]) and "alpha_a2b" in summary and "alpha_b2a" in summary
     assert set(ctx.figures) == {"translator_samples.png", "translator_losses.png"}
     assert all((out / f).stat().st_size > 500 for f in ctx.figures)
     assert ctx.report["translator"] == summary

@@ -29,6 +29,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from aist_core.camera import quat_from_matrix, quat_to_matrix
+from aist_core.constraints import PositiveInt, Seed
 from aist_core.interfaces import EvalSet, Metric
 
 IDENTITY = np.array([1.0, 0.0, 0.0, 0.0])
@@ -218,7 +219,7 @@ class AlignedMetric(Metric):
         fit the same rotation.
     """
 
-    def __init__(self, align: bool = True, max_align_objects: int = 50, icp_points: int = 1000, seed: int = 0):
+    def __init__(self, align: bool = True, max_align_objects: PositiveInt = 50, icp_points: PositiveInt = 1000, seed: Seed = 0):
         self.align = bool(align)
         self.max_align_objects = int(max_align_objects)
         self.icp_points = int(icp_points)

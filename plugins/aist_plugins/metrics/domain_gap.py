@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from annotated_types import Ge
 
+from aist_core.constraints import Device, PositiveFloat, PositiveInt
 from aist_core.imaging import composite_black
 from aist_core.interfaces import DomainGap
 
@@ -88,14 +90,14 @@ class C2ST(DomainGap):
 
     def __init__(
         self,
-        size: int = 32,
-        epochs: int = 30,
-        learning_rate: float = 3e-3,
-        max_images: int = 500,
-        folds: int = 2,
-        batch_size: int = 32,
-        width: int = 16,
-        device: str = "cpu",
+        size: Annotated[int, Ge(8)] = 32,
+        epochs: PositiveInt = 30,
+        learning_rate: PositiveFloat = 3e-3,
+        max_images: Annotated[int, Ge(10)] = 500,  # check_sets needs min_images = 10 per set
+        folds: Annotated[int, Ge(2)] = 2,
+        batch_size: PositiveInt = 32,
+        width: PositiveInt = 16,
+        device: Device = "cpu",
     ):
         """size: side the images are resized to (px). epochs: passes over the training folds.
         learning_rate: Adam step size. max_images: cap per set (a random subsample above it).
@@ -230,7 +232,7 @@ class ColourStats(DomainGap):
 
     min_images = 1
 
-    def __init__(self, erode_px: int = 2):
+    def __init__(self, erode_px: Annotated[int, Ge(1)] = 2):
         """erode_px: object-mask erosion before the Laplacian (>= 1; 1 already keeps every
         background pixel out of the 3x3 kernel, 2 also drops the anti-aliased rim)."""
         self.erode_px = int(erode_px)
@@ -313,8 +315,8 @@ class KID(DomainGap):
 
     min_images = 2
 
-    def __init__(self, weights: str = "", subset_size: int = 1000, subsets: int = 100,
-                 batch_size: int = 32, device: str = "cpu"):
+    def __init__(self, weights: str = "", subset_size: PositiveInt = 1000, subsets: PositiveInt = 100,
+                 batch_size: PositiveInt = 32, device: Device = "cpu"):
         """weights: path to weights-inception-2015-12-05-6726825d.pth; "" = torch hub's cache.
         subset_size: images per KID subset (capped at the smaller set's size; torch-fidelity
         and the paper use 1000). subsets: number of random subsets (torch-fidelity: 100).

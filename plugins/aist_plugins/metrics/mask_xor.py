@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from aist_core.camera import splat_mask
+from aist_core.constraints import NonNegativeInt
 from aist_core.interfaces import EvalSet, Metric
 
 
@@ -24,7 +25,7 @@ class MaskXor(Metric):
 
     needs = ("masks",)
 
-    def __init__(self, radius_px: int = 1):
+    def __init__(self, radius_px: NonNegativeInt = 1):
         """radius_px: dilation of each projected point; 1 closes the gaps of an 8000-point cloud at 128 px."""
         self.radius_px = int(radius_px)
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
+from annotated_types import Interval
 
 from aist_core.camera import pose_error_deg
+from aist_core.constraints import PositiveInt, Seed
 from aist_core.interfaces import EvalSet
 from aist_plugins.metrics.alignment import AlignedMetric
 
@@ -19,7 +23,7 @@ class PoseAccuracy(AlignedMetric):
 
     needs = ("gt_quaternions",)
 
-    def __init__(self, threshold_deg: float = 30.0, align: bool = True, max_align_objects: int = 50, icp_points: int = 1000, seed: int = 0):
+    def __init__(self, threshold_deg: Annotated[float, Interval(gt=0, le=180)] = 30.0, align: bool = True, max_align_objects: PositiveInt = 50, icp_points: PositiveInt = 1000, seed: Seed = 0):
         super().__init__(align, max_align_objects, icp_points, seed)
         self.threshold_deg = float(threshold_deg)
 

@@ -20,11 +20,13 @@ build resumes, and rendered over processes with `ctx.map`. Everything derives fr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from annotated_types import Interval
 
 from aist_core import camera
+from aist_core.constraints import Fraction, NonNegativeInt, PositiveInt
 from aist_core.context import StageContext
 from aist_core.dataset import DatasetWriter, ViewsDataset
 from aist_core.interfaces import DatasetSource
@@ -54,17 +56,17 @@ class ProceduralCars(DatasetSource):
 
     def __init__(
         self,
-        n_objects: int = 200,
-        views: int = 5,
-        image_size: int = 128,
-        points: int = 8000,
-        spp: int = 32,
-        splits: tuple[float, float, float] = (0.7, 0.1, 0.2),
-        n_photos: int = 200,
-        photo_width: int = 384,
-        photo_height: int = 288,
-        photo_spp: int = 48,
-        elevation_range: tuple[float, float] = (-20.0, 40.0),
+        n_objects: PositiveInt = 200,
+        views: PositiveInt = 5,
+        image_size: PositiveInt = 128,
+        points: PositiveInt = 8000,
+        spp: PositiveInt = 32,
+        splits: tuple[Fraction, Fraction, Fraction] = (0.7, 0.1, 0.2),
+        n_photos: NonNegativeInt = 200,
+        photo_width: PositiveInt = 384,
+        photo_height: PositiveInt = 288,
+        photo_spp: PositiveInt = 48,
+        elevation_range: tuple[Annotated[float, Interval(ge=-90, le=90)], Annotated[float, Interval(ge=-90, le=90)]] = (-20.0, 40.0),
         diagnostic: bool = True,
     ):
         self.n_objects, self.views, self.image_size, self.points, self.spp = n_objects, views, image_size, points, spp

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from aist_core.constraints import PositiveInt
 from aist_core import camera
+from aist_core.constraints import PositiveInt
 from aist_core.context import StageContext
 from aist_core.dataset import DatasetWriter, StageEmpty, ViewsDataset, check_cloud, describe_counts, reason_counts, write_image
 from aist_core.interfaces import DatasetSource

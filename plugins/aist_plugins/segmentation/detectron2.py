@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from aist_core.constraints import Device, Fraction, PositiveInt
 from aist_core.interfaces import Instance, Segmenter
 
 INSTALL_HINT = (
@@ -75,11 +76,11 @@ class Detectron2Segmenter(Segmenter):
         self,
         config: str = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml",
         weights: str | None = None,
-        device: str = "cpu",
-        score_threshold: float = 0.7,
-        nms_threshold: float = 0.3,
-        min_size: int = 800,
-        max_size: int = 1024,
+        device: Device = "cpu",
+        score_threshold: Fraction = 0.7,
+        nms_threshold: Fraction = 0.3,
+        min_size: PositiveInt = 800,
+        max_size: PositiveInt = 1024,
     ):
         """config: model-zoo config name (R50-FPN-3x: COCO box/mask AP 41.0/37.2).
         weights: local path to the model's .pkl/.pth; required, because nothing is downloaded.

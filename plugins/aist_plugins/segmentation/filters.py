@@ -9,9 +9,12 @@ None to keep an instance, or the filter's `reason` to reject it.
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal
 
 import numpy as np
+from annotated_types import Interval
 
+from aist_core.constraints import Fraction, NonNegativeFloat
 from aist_core.interfaces import Filter, Instance
 
 
@@ -38,7 +41,7 @@ class ScoreFilter(Filter):
 
     reason = "score"
 
-    def __init__(self, min_score: float = 0.7):
+    def __init__(self, min_score: Fraction = 0.7):
         """min_score: the seed report's (arbitrary) cutoff 0.7; higher leaves too few crops."""
         self.min_score = float(min_score)
 
@@ -55,7 +58,7 @@ class MinSizeFilter(Filter):
 
     reason = "min-size"
 
-    def __init__(self, min_side: float = 128.0):
+    def __init__(self, min_side: NonNegativeFloat = 128.0):
         """min_side: 128 because the synthetic renders are 128x128 and a crop should hold at
         least as many pixels as a render (seed report 3.1)."""
         self.min_side = float(min_side)
@@ -73,7 +76,7 @@ class FillRatioFilter(Filter):
 
     reason = "fill-ratio"
 
-    def __init__(self, min_fill: float = 0.5):
+    def __init__(self, min_fill: Fraction = 0.5):
         """min_fill: 0.5, because a good mask of a boxy car covers more of its box than not."""
         self.min_fill = float(min_fill)
 
@@ -97,7 +100,7 @@ class GrayscaleFilter(Filter):
 
     reason = "grayscale"
 
-    def __init__(self, tolerance: int = 4, fraction: float = 0.99):
+    def __init__(self, tolerance: Annotated[int, Interval(ge=0, le=255)] = 4, fraction: Fraction = 0.99):
         """tolerance: max |R-G|, |G-B|, |R-B| of a "gray" pixel in 8-bit levels (JPEG noise ~2-3).
         fraction: share of gray pixels that makes the photo grayscale."""
         self.tolerance = int(tolerance)
@@ -126,7 +129,7 @@ class OcclusionFilter(Filter):
 
     reason = "occlusion"
 
-    def __init__(self, speck_fraction: float = 0.01, connectivity: int = 8):
+    def __init__(self, speck_fraction: Fraction = 0.01, connectivity: Literal[4, 8] = 8):
         """speck_fraction: components below 1% of the mask area are noise; 0 counts every pixel.
         connectivity: 8 (diagonal neighbours connect) or 4."""
         self.speck_fraction = float(speck_fraction)
@@ -156,7 +159,7 @@ class CroppingFilter(Filter):
 
     reason = "cropping"
 
-    def __init__(self, border_fraction: float = 0.02, max_covered: float = 1.0 / 3.0):
+    def __init__(self, border_fraction: Annotated[float, Interval(gt=0, lt=0.5)] = 0.02, max_covered: Fraction = 1.0 / 3.0):
         """border_fraction: strip width as a fraction of the image side (seed: 2%).
         max_covered: largest covered share of a strip that is still kept (seed: a third)."""
         self.border_fraction = float(border_fraction)

@@ -12,10 +12,12 @@ calibrated confidence, and a hint box is ground truth, so the score filter shoul
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Annotated, Sequence
 
 import numpy as np
+from annotated_types import Interval
 
+from aist_core.constraints import Fraction, NonNegativeFloat, NonNegativeInt, PositiveInt
 from aist_core.interfaces import Instance, Segmenter
 
 
@@ -24,16 +26,16 @@ class GrabCutSegmenter(Segmenter):
 
     def __init__(
         self,
-        iterations: int = 5,
-        context: float = 0.25,
-        max_side: int = 320,
-        inset: float = 0.0,
+        iterations: PositiveInt = 5,
+        context: NonNegativeFloat = 0.25,
+        max_side: PositiveInt = 320,
+        inset: Annotated[float, Interval(ge=0, lt=0.5)] = 0.0,
         label: str = "car",
-        speck_fraction: float = 0.002,
+        speck_fraction: Fraction = 0.002,
         fill_holes: bool = True,
-        smoothing: float = 1.0,
-        tightness_rounds: int = 5,
-        refine_iterations: int = 2,
+        smoothing: NonNegativeFloat = 1.0,
+        tightness_rounds: NonNegativeInt = 5,
+        refine_iterations: NonNegativeInt = 2,
     ):
         """iterations: GrabCut EM rounds; 5 converges on car boxes (Rother et al., SIGGRAPH 2004; OpenCV's grabCut).
         context: margin around the box, as a fraction of its size, that supplies background colours.

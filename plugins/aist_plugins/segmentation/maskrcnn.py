@@ -14,6 +14,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 import torch
 
+from aist_core.constraints import Device, Fraction, PositiveInt, Seed
 from aist_core.interfaces import Instance, Segmenter
 
 
@@ -36,15 +37,15 @@ class MaskRCNNSegmenter(Segmenter):
         self,
         pretrained: bool = True,
         weights: str | None = None,
-        device: str = "cpu",
-        score_threshold: float = 0.7,
-        nms_threshold: float = 0.3,
-        min_size: int = 800,
-        max_size: int = 1024,
-        mask_threshold: float = 0.5,
-        detections_per_image: int = 100,
-        batch_size: int = 2,
-        seed: int = 0,
+        device: Device = "cpu",
+        score_threshold: Fraction = 0.7,
+        nms_threshold: Fraction = 0.3,
+        min_size: PositiveInt = 800,
+        max_size: PositiveInt = 1024,
+        mask_threshold: Fraction = 0.5,
+        detections_per_image: PositiveInt = 100,
+        batch_size: PositiveInt = 2,
+        seed: Seed = 0,
     ):
         """pretrained: load COCO weights (from `weights` or torchvision's cache); False = random.
         weights: explicit path to a torchvision Mask R-CNN state dict (.pth); None = the cache.

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from aist_core.constraints import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from aist_core.imaging import color_correct, fg_bg_ratio
 from aist_core.interfaces import Instance, Normalizer
 
@@ -53,11 +54,11 @@ class AistNormalizer(Normalizer):
 
     def __init__(
         self,
-        size: int = 128,
-        prior_mean: float = 0.22,
-        prior_std: float = 0.05,
-        min_ratio: float = 1e-3,
-        max_resamples: int = 100,
+        size: PositiveInt = 128,
+        prior_mean: PositiveFloat = 0.22,
+        prior_std: NonNegativeFloat = 0.05,
+        min_ratio: PositiveFloat = 1e-3,
+        max_resamples: NonNegativeInt = 100,
         ratio_padding: bool = True,
         match_ratios: bool = True,
     ):

@@ -14,29 +14,34 @@ checkpointed and resumes where it stopped.
 
 Every instance is labelled `label` with score 1.0, as GrabCut's: the hint box is ground truth
 for "there is a car here"; the network's mean confidence is kept in `extra`.
+
+Checkpoints, losses.csv (columns step, bce, dice, total; step counted from 0) and the divergence
+guard come from `aist_plugins.training`.
 """
 
 from __future__ import annotations
 
-import csv
-import os
 from pathlib import Path
-from typing import Sequence
+from typing import Annotated, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge, Interval, MultipleOf
 
+from aist_core.constraints import Device, Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from aist_core.dataset import DatasetError, ViewsDataset
 from aist_core.interfaces import Instance, Segmenter
 
+from ..training import (LOSS_FILE, TrainingLog, check_finite_state, default_read_every, load_checkpoint,
+                        save_checkpoint)
 from .copy_paste import CopyPasteSampler, background_patches, window_transform
 from .grabcut import clean_mask, grabcut_from_prior, hint_boxes
 from .unet import UNet
 
 WEIGHTS = "shape_prior.safetensors"
 CHECKPOINT = "checkpoint.pt"
-LOSSES = "losses.csv"
+LOSSES = LOSS_FILE
 
 
 class ShapePriorSegmenter(Segmenter):
@@ -44,25 +49,25 @@ class ShapePriorSegmenter(Segmenter):
 
     def __init__(
         self,
-        steps: int = 3000,
-        batch_size: int = 16,
-        learning_rate: float = 1e-3,
-        size: int = 64,
-        context: float = 0.25,
-        width: int = 16,
-        threshold: float = 0.5,
-        refine_iterations: int = 3,
-        sure: float = 0.99,
-        smoothing: float = 1.0,
-        max_side: int = 320,
+        steps: PositiveInt = 3000,
+        batch_size: PositiveInt = 16,
+        learning_rate: PositiveFloat = 1e-3,
+        size: Annotated[int, Ge(8), MultipleOf(8)] = 64,
+        context: NonNegativeFloat = 0.25,
+        width: PositiveInt = 16,
+        threshold: Fraction = 0.5,
+        refine_iterations: NonNegativeInt = 3,
+        sure: Annotated[float, Interval(ge=0.5, le=1)] = 0.99,
+        smoothing: NonNegativeFloat = 1.0,
+        max_side: PositiveInt = 320,
         label: str = "car",
-        speck_fraction: float = 0.002,
+        speck_fraction: Fraction = 0.002,
         fill_holes: bool = True,
-        max_renders: int = 2000,
-        max_background_photos: int = 300,
-        checkpoint_every: int = 250,
+        max_renders: PositiveInt = 2000,
+        max_background_photos: PositiveInt = 300,
+        checkpoint_every: PositiveInt = 250,
         weights: str | None = None,
-        device: str = "cpu",
+        device: Device = "cpu",
     ):
         """steps: training steps (Adam; the rate drops to 0.3x for the last quarter).
         batch_size: copy-paste pairs per step.
@@ -131,17 +136,21 @@ class ShapePriorSegmenter(Segmenter):
             raise ValueError(f"{synthetic}: no readable synthetic renders to learn the object's shape from")
         ctx.log(f"shape prior: training on {len(renders)} renders over {len(backgrounds)} photos' backgrounds")
         try:
-            self.fit_arrays(renders, backgrounds, seed=ctx.seed, workdir=workdir, progress=ctx.progress)
+            self.fit_arrays(renders, backgrounds, seed=ctx.seed, workdir=workdir, progress=ctx.progress,
+                            log_dir=ctx.log_dir)
         except ValueError as exc:  # too little free background: say which photos
             raise ValueError(f"{photos}: {exc}") from None
         self.save(workdir / WEIGHTS)
 
     def fit_arrays(self, renders: Sequence[np.ndarray], photos: Sequence[tuple[np.ndarray, np.ndarray | None]],
-                   seed: int = 0, workdir: Path | None = None, progress=None) -> None:
+                   seed: int = 0, workdir: Path | None = None, progress=None, log_dir: Path | None = None) -> None:
         """Train from RGBA renders and (RGB photo, hint boxes) pairs in memory.
 
         With a `workdir`, checkpoints (network, optimiser, step, sampler RNG) are written every
-        `checkpoint_every` steps and training resumes from the last one.
+        `checkpoint_every` steps, losses to workdir/losses.csv, and training resumes from the
+        last checkpoint. `log_dir` adds TensorBoard scalars. Raises TrainingDiverged
+        (`aist_plugins.training`) at the first non-finite loss or when the trained weights hold
+        NaN or inf, CheckpointError for a checkpoint of another configuration.
         """
         torch.manual_seed(seed)
         self.net = UNet(self.width).to(self.device)
@@ -153,42 +162,42 @@ class ShapePriorSegmenter(Segmenter):
         start = self._resume(workdir, optimizer, sampler) if workdir else 0
         self.net.train()
         steps = range(start, self.steps)
-        for step in progress(steps, total=len(steps), description="training shape prior") if progress else steps:
-            for group in optimizer.param_groups:  # a lower rate for the last quarter settles the edges
-                group["lr"] = self.learning_rate * (0.3 if step >= 0.75 * self.steps else 1.0)
-            windows, masks = sampler.batch(self.batch_size)
-            logits = self.net(_to_tensor(windows, self.device))
-            loss = mask_loss(logits, torch.from_numpy(masks).to(self.device)[:, None].float())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if workdir:
-                _append_loss(workdir / LOSSES, step, loss.item())
-                if self.checkpoint_every and (step + 1) % self.checkpoint_every == 0 and step + 1 < self.steps:
+        with TrainingLog("shape-prior", workdir, next_step=start, lr=self.learning_rate, log_dir=log_dir,
+                         read_every=default_read_every(self.device)) as log:
+            for step in progress(steps, total=len(steps), description="training shape prior") if progress else steps:
+                rate = self.learning_rate * (0.3 if step >= 0.75 * self.steps else 1.0)
+                for group in optimizer.param_groups:  # a lower rate for the last quarter settles the edges
+                    group["lr"] = rate
+                windows, masks = sampler.batch(self.batch_size)
+                logits = self.net(_to_tensor(windows, self.device))
+                terms = mask_loss_terms(logits, torch.from_numpy(masks).to(self.device)[:, None].float())
+                optimizer.zero_grad()
+                terms["total"].backward()
+                optimizer.step()
+                log.log(step, {k: v.detach() for k, v in terms.items()}, lr=rate)
+                if workdir and self.checkpoint_every and (step + 1) % self.checkpoint_every == 0 and step + 1 < self.steps:
+                    log.flush()  # checks the losses before anything is saved
                     self._checkpoint(workdir, optimizer, sampler, step + 1)
+        # the last step's update is checkpointed nowhere but in the weights `fit` saves: check it
+        check_finite_state("shape-prior", self.net.state_dict(), self.steps - 1, self.learning_rate)
         self.net.eval()
         self.trained = True
 
     def _checkpoint(self, workdir: Path, optimizer, sampler: CopyPasteSampler, step: int) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
         state = {"step": step, "net": self.net.state_dict(), "optimizer": optimizer.state_dict(),
-                 "sampler_rng": sampler.rng.bit_generator.state, "config": self._config()}
-        tmp = workdir / (CHECKPOINT + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, workdir / CHECKPOINT)  # atomic: a crash leaves the previous checkpoint
+                 "sampler_rng": sampler.rng.bit_generator.state}
+        save_checkpoint(Path(workdir) / CHECKPOINT, state, self._config(), component="shape-prior", step=step - 1,
+                        lr=self.learning_rate)
 
     def _resume(self, workdir: Path, optimizer, sampler: CopyPasteSampler) -> int:
-        path = workdir / CHECKPOINT
-        if not path.is_file():
-            (workdir / LOSSES).unlink(missing_ok=True)
+        """The step to continue from (0 without a checkpoint); restores network, optimiser and
+        sampler RNG. Weights-only loading: a planted pickle raises CheckpointError, unrun."""
+        state = load_checkpoint(Path(workdir) / CHECKPOINT, self._config(), self.device)
+        if state is None:
             return 0
-        state = torch.load(path, map_location=self.device, weights_only=True)  # tensors and plain types only: a planted pickle cannot run
-        if state["config"] != self._config():
-            raise ValueError(f"{path}: checkpoint of another configuration ({state['config']}); use a new folder")
         self.net.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.rng.bit_generator.state = state["sampler_rng"]
-        _truncate_losses(workdir / LOSSES, state["step"])
         return int(state["step"])
 
     def _config(self) -> dict:
@@ -196,6 +205,8 @@ class ShapePriorSegmenter(Segmenter):
                 "size": self.size, "context": self.context, "width": self.width}
 
     def save(self, path: Path) -> None:
+        """The network's weights to the safetensors file `path`, with size, context and width
+        as metadata (checked by `load`)."""
         from safetensors.torch import save_file
 
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,6 +214,8 @@ class ShapePriorSegmenter(Segmenter):
         save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(path), metadata=metadata)
 
     def load(self, path: Path) -> None:
+        """Weights written by `save`. Raises FileNotFoundError (missing file) or ValueError
+        (weights for another size, context or width), each naming the file."""
         from safetensors import safe_open
         from safetensors.torch import load_file
 
@@ -276,12 +289,22 @@ class ShapePriorSegmenter(Segmenter):
         return cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) >= 0.5
 
 
-def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def mask_loss_terms(logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
     """Binary cross-entropy plus soft Dice (Milletari et al. 2016): BCE for per-pixel
-    calibration, Dice so the thin parts (pillars, wheels) weigh as much as the body."""
+    calibration, Dice so the thin parts (pillars, wheels) weigh as much as the body.
+
+    logits, target: (B, 1, S, S) float, target 0/1. Returns 0-d tensors "bce" (>= 0), "dice"
+    (1 - soft Dice, in [0, 1]) and "total" = bce + 1 - Dice, the loss trained on.
+    """
     probability = torch.sigmoid(logits)
     dice = (2 * (probability * target).sum() + 1) / (probability.sum() + target.sum() + 1)
-    return F.binary_cross_entropy_with_logits(logits, target) + 1 - dice
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    return {"bce": bce, "dice": 1 - dice, "total": bce + 1 - dice}  # total as before the split: same bits
+
+
+def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The scalar training loss of `mask_loss_terms` (its "total")."""
+    return mask_loss_terms(logits, target)["total"]
 
 
 def extract_window(image: np.ndarray, warp: np.ndarray, size: int) -> np.ndarray:
@@ -335,21 +358,3 @@ def _load_photos(photos: ViewsDataset, limit: int) -> list[tuple[np.ndarray, np.
         boxes = record.get("boxes")
         loaded.append((image, np.asarray(boxes, float).reshape(-1, 4) if boxes else None))
     return loaded
-
-
-def _append_loss(path: Path, step: int, loss: float) -> None:
-    new = not path.is_file()
-    with path.open("a", newline="") as handle:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(["step", "loss"])
-        writer.writerow([step, f"{loss:.6f}"])
-
-
-def _truncate_losses(path: Path, step: int) -> None:
-    """Drop rows logged after the checkpoint being resumed (they will be logged again)."""
-    if path.is_file():
-        rows = list(csv.reader(path.open()))
-        kept = [rows[0]] + [r for r in rows[1:] if int(r[0]) < step]
-        with path.open("w", newline="") as handle:
-            csv.writer(handle).writerows(kept)

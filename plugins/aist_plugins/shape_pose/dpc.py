@@ -9,21 +9,28 @@ makes short runs meaningful.
 
 Pairing: the seed report (5.2) describes shape-from-one-view / pose-from-another pairs; this
 follows the DPC code's per-view loss with one shape per object (B * V * C projections a step).
+
+Checkpoints, losses.csv (columns step, projection, student, weight_decay, total; step counted
+from 0) and the divergence guard come from `aist_plugins.training`.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge, Interval, MultipleOf
 
+from aist_core.constraints import Device, NonNegativeFloat, PositiveFloat, PositiveInt
 from aist_core.dataset import DatasetError, ViewsDataset
 from aist_core.imaging import resize_rgba
 from aist_core.interfaces import ShapePoseModel
 from aist_plugins.shape_pose import renderer
+from aist_plugins.training import TrainingLog, default_read_every, load_checkpoint, save_checkpoint
 from aist_plugins.shape_pose.network import DPCNet
 from aist_plugins.shape_pose.quaternions import quat_conj, quat_mul, quat_normalize
 
@@ -31,26 +38,37 @@ CHECKPOINT = "dpc_checkpoint.pt"
 
 
 class DPC(ShapePoseModel):
+    """Differentiable point clouds (Insafutdinov & Dosovitskiy, NeurIPS 2018, arXiv:1810.09381;
+    github.com/eldar/differentiable-point-clouds): shape and pose from single images, learnt from
+    multi-view silhouettes; see the module docstring.
+
+    Input: (B, H, W, 4) uint8 RGBA. Output of `predict`: points (B, num_points, 3) float32 within
+    [-0.5, 0.5]^3 in the learnt object frame and poses (B, 4) float32 unit quaternions
+    [w, x, y, z] (the student head). `fit` resumes from `workdir`; it raises DatasetError
+    (naming views.jsonl) without readable train images, TrainingDiverged at the first
+    non-finite loss, CheckpointError for a checkpoint of another configuration.
+    """
+
     def __init__(
         self,
-        image_size: int = 128,
-        num_points: int = 8000,
-        grid_size: int = 64,
-        n_candidates: int = 4,
-        steps: int = 600_000,
-        batch_objects: int = 4,
-        views_per_object: int = 4,
-        learning_rate: float = 1e-4,
-        weight_decay: float = 1e-3,
-        student_weight: float = 20.0,
-        keep_prob_start: float = 0.07,
-        keep_prob_end: float = 1.0,
-        sigma_start: float = 3.0,
-        sigma_end: float = 0.2,
+        image_size: Annotated[int, Ge(32), MultipleOf(32)] = 128,
+        num_points: PositiveInt = 8000,
+        grid_size: PositiveInt = 64,
+        n_candidates: PositiveInt = 4,
+        steps: PositiveInt = 600_000,
+        batch_objects: PositiveInt = 4,
+        views_per_object: PositiveInt = 4,
+        learning_rate: PositiveFloat = 1e-4,
+        weight_decay: NonNegativeFloat = 1e-3,
+        student_weight: NonNegativeFloat = 20.0,
+        keep_prob_start: Annotated[float, Interval(gt=0, le=1)] = 0.07,
+        keep_prob_end: Annotated[float, Interval(gt=0, le=1)] = 1.0,
+        sigma_start: PositiveFloat = 3.0,
+        sigma_end: PositiveFloat = 0.2,
         supervised_pose: bool = False,
         composite_white: bool = True,
-        checkpoint_every: int = 1000,
-        device: str = "cpu",
+        checkpoint_every: PositiveInt = 1000,
+        device: Device = "cpu",
     ):
         """
         image_size: input resolution, 64 or 128 (reference renders are 128 px).
@@ -183,12 +201,17 @@ class DPC(ShapePoseModel):
         return out
 
     def train_step(self, images, masks, gt_quats, step, generator=None) -> dict[str, float]:
+        """One Adam update on a batch (arguments as `losses`); the loss terms as floats."""
+        return {k: float(t) for k, t in self._update(images, masks, gt_quats, step, generator).items()}
+
+    def _update(self, images, masks, gt_quats, step, generator=None) -> dict[str, torch.Tensor]:
+        """One Adam update; the loss terms as detached 0-d tensors, left on the device."""
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
         terms = self.losses(images, masks, gt_quats, step, generator)
         terms["total"].backward()
         self.optimizer.step()
-        return {k: float(t.detach()) for k, t in terms.items()}
+        return {k: t.detach() for k, t in terms.items()}
 
     # ------------------------------------------------------------------ training
     def fit(self, dataset: Path, workdir: Path, ctx) -> None:
@@ -203,21 +226,23 @@ class DPC(ShapePoseModel):
         start = self._resume(workdir / CHECKPOINT)
         if start == 0:
             self._initialise(ctx.seed)  # a fresh run's weights come from the stage seed too
-        for step in ctx.progress(range(start, self.steps), total=self.steps - start, description="dpc"):
-            rng = np.random.default_rng([ctx.seed, step])  # per-step streams make resumption exact
-            generator = torch.Generator(device=self.device).manual_seed(int(ctx.seed) * 1_000_003 + step)
-            batch = None
-            for _attempt in range(10):  # a batch that hit an unreadable image is drawn again
-                batch = self._batch(data, usable, names, rng, ctx)
-                if batch is not None or not names:
-                    break
-            if batch is None:
-                raise DatasetError(f"{Path(dataset) / 'views.jsonl'}: no readable training images left")
-            images, masks, quats = batch
-            logs = self.train_step(images, masks, quats, step, generator)
-            self.history.append({"step": step, **logs})
-            if (step + 1) % self.checkpoint_every == 0 or step + 1 == self.steps:
-                self._checkpoint(workdir / CHECKPOINT, step + 1)
+        with TrainingLog("dpc", workdir, next_step=start, lr=self.learning_rate, log_dir=ctx.log_dir,
+                         read_every=default_read_every(self.device), history=self.history) as log:
+            for step in ctx.progress(range(start, self.steps), total=self.steps - start, description="dpc"):
+                rng = np.random.default_rng([ctx.seed, step])  # per-step streams make resumption exact
+                generator = torch.Generator(device=self.device).manual_seed(int(ctx.seed) * 1_000_003 + step)
+                batch = None
+                for _attempt in range(10):  # a batch that hit an unreadable image is drawn again
+                    batch = self._batch(data, usable, names, rng, ctx)
+                    if batch is not None or not names:
+                        break
+                if batch is None:
+                    raise DatasetError(f"{Path(dataset) / 'views.jsonl'}: no readable training images left")
+                images, masks, quats = batch
+                log.log(step, self._update(images, masks, quats, step, generator), lr=self.learning_rate)
+                if (step + 1) % self.checkpoint_every == 0 or step + 1 == self.steps:
+                    log.flush()  # checks the losses (and fills history) before anything is saved
+                    self._checkpoint(workdir / CHECKPOINT, step + 1)
         (workdir / "losses.json").write_text(json.dumps(self.history))
 
     def _batch(self, data: ViewsDataset, objects: dict, names: list[str], rng: np.random.Generator, ctx):
@@ -254,6 +279,17 @@ class DPC(ShapePoseModel):
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.learning_rate)
         self.history = []
 
+    def _config(self) -> dict:
+        """What a checkpoint must match to be resumed: every parameter that shapes the run
+        (architecture, batches, schedules over `steps`, loss weights); not checkpoint_every or
+        device."""
+        return {"image_size": self.image_size, "num_points": self.num_points, "grid_size": self.grid_size,
+                "n_candidates": self.n_candidates, "steps": self.steps, "batch_objects": self.batch_objects,
+                "views_per_object": self.views_per_object, "learning_rate": self.learning_rate,
+                "weight_decay": self.weight_decay, "student_weight": self.student_weight,
+                "keep_prob": [self.keep_prob_start, self.keep_prob_end], "sigma": [self.sigma_start, self.sigma_end],
+                "supervised_pose": self.supervised_pose, "composite_white": self.composite_white}
+
     def _checkpoint(self, path: Path, step: int) -> None:
         state = {
             "step": step,
@@ -261,14 +297,12 @@ class DPC(ShapePoseModel):
             "optimizer": self.optimizer.state_dict(),
             "history": [[h[k] for k in HISTORY_KEYS] for h in self.history],
         }
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)
+        save_checkpoint(path, state, self._config(), component="dpc", step=step - 1, lr=self.learning_rate)
 
     def _resume(self, path: Path) -> int:
-        if not path.is_file():
+        state = load_checkpoint(path, self._config(), self.device)
+        if state is None:
             return 0
-        state = torch.load(path, map_location=self.device, weights_only=True)
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.history = [dict(zip(HISTORY_KEYS, row)) for row in state["history"]]

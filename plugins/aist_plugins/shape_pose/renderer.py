@@ -14,6 +14,11 @@ Grid axes are (depth, v, u): depth = rotated x (camera at x = -distance looking 
 v = f y / (x + distance), u = f z / (x + distance); each in [-0.5, 0.5] and indexed
 (p + 0.5) * (G - 1), so the image column of u is (u + 0.5) * (G - 1) and rows are flipped so row
 0 is the top (v = +0.5).
+
+Points with a NaN or infinite coordinate are ignored like points outside the grid: they add
+nothing to the image, and the gradient reaching the poses and the other points stays finite
+(a diverging network's output must not crash the renderer; the trainers' divergence guard,
+`aist_plugins.training`, reports the loss).
 """
 
 from __future__ import annotations
@@ -37,6 +42,21 @@ def perspective_transform(
     return torch.stack([x, focal * y / depth, focal * z / depth], dim=-1)
 
 
+OUTSIDE = 1.0  # a grid coordinate beyond [-0.5, 0.5]: what non-finite points are mapped to
+
+
+def project_points(points: torch.Tensor, quats: torch.Tensor) -> torch.Tensor:
+    """`perspective_transform` that ignores non-finite points: (P, N, 3), (P, 4) -> (P, N, 3).
+
+    A point with a NaN or inf coordinate is replaced by the origin before the transform (so no
+    NaN reaches the rotation's gradient: 0 * NaN would poison the pose) and its result by
+    `OUTSIDE`, which `splat` drops. Finite points give exactly `perspective_transform`'s values.
+    """
+    valid = torch.isfinite(points).all(dim=-1, keepdim=True)  # (P, N, 1)
+    coords = perspective_transform(torch.where(valid, points, torch.zeros_like(points)), quats)
+    return torch.where(valid, coords, torch.full_like(coords, OUTSIDE))
+
+
 def drop_points(points: torch.Tensor, keep_prob: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Keep round(keep_prob * N) random points per projection: (P, N, 3) -> (P, K, 3)."""
     n = points.shape[1]
@@ -50,12 +70,16 @@ def drop_points(points: torch.Tensor, keep_prob: float, generator: torch.Generat
 def splat(coords: torch.Tensor, grid_size: int) -> torch.Tensor:
     """Trilinear splat of (P, N, 3) grid coordinates in [-0.5, 0.5] into (P, G, G, G) occupancies.
 
-    Points with any coordinate outside the grid are dropped (weight 0), as in the reference.
+    Points with any coordinate outside the grid are dropped (weight 0), as in the reference;
+    so are points with a NaN or inf coordinate (NaN fails both bounds checks).
     """
     p_count, n, _ = coords.shape
     g = grid_size
     index = (coords + 0.5) * (g - 1)  # (P, N, 3) continuous voxel index
     inside = ((index >= 0) & (index <= g - 1)).all(dim=-1, keepdim=True)  # (P, N, 1)
+    # Dropped points sit at voxel 0 with weight 0: a NaN index would become a garbage integer
+    # (IndexError), and a huge one an inf weight that 0 * inf turns into NaN.
+    index = torch.where(inside, index, torch.zeros_like(index))
     base = index.detach().floor().clamp(0, g - 2)  # lower corner; g-2 keeps base+1 in range
     frac = index - base  # (P, N, 3), in [0, 1] for points inside; carries the gradient
     # Per-axis weights of the lower/upper corner, (P, N, 2) each; outside points weigh 0.
@@ -106,7 +130,7 @@ def occupancy_grid(
 ) -> torch.Tensor:
     """(P, N, 3) points, (P, 4) poses, scale (P,) or float -> (P, D, G, G) occupancies in [0, 1]."""
     kept = drop_points(points, keep_prob, generator)
-    grid = splat(perspective_transform(kept, quats), grid_size).clamp(0.0, 1.0)
+    grid = splat(project_points(kept, quats), grid_size).clamp(0.0, 1.0)
     grid = smooth(grid, sigma)
     if torch.is_tensor(scale):
         scale = scale.reshape(-1, 1, 1, 1)
@@ -147,7 +171,7 @@ def render_silhouettes(points, quats, grid_size=64, sigma=1.0, scale=1.0, keep_p
     the scale ([0, 1], then [eps, 1 - eps]) fused into one: fewer passes over the G^3 grids.
     """
     kept = drop_points(points, keep_prob, generator)
-    grid = smooth(splat(perspective_transform(kept, quats), grid_size).clamp(0.0, 1.0), sigma)
+    grid = smooth(splat(project_points(kept, quats), grid_size).clamp(0.0, 1.0), sigma)
     if torch.is_tensor(scale):
         scale = scale.reshape(-1, 1, 1, 1)
     log_free = torch.log1p(-(grid * scale).clamp(OCCUPANCY_EPS, 1.0 - OCCUPANCY_EPS))  # (P, D, G, G)

@@ -16,22 +16,29 @@ labels directly, so its photo-domain score isolates the domain gap:
 
 Its poses are in the ground-truth frame (`pose_frame = "ground_truth"`), so evaluation applies no
 global alignment to them.
+
+Checkpoints, losses.csv (columns step, azimuth, residual, elevation, chamfer, total; step
+counted from 0) and the divergence guard come from `aist_plugins.training`.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge, Interval, MultipleOf
 from torch import nn
 
 from aist_core import camera
+from aist_core.constraints import Device, NonNegativeFloat, PositiveFloat, PositiveInt
 from aist_core.dataset import DatasetError, ViewsDataset
 from aist_core.imaging import resize_rgba
 from aist_core.interfaces import ShapePoseModel
+from aist_plugins.training import TrainingLog, default_read_every, load_checkpoint, save_checkpoint
 
 CHECKPOINT = "viewpoint_psgn_checkpoint.pt"
 HISTORY_KEYS = ("step", "azimuth", "residual", "elevation", "chamfer", "total")
@@ -109,19 +116,19 @@ class ViewpointPSGN(ShapePoseModel):
 
     def __init__(
         self,
-        image_size: int = 64,
-        num_points: int = 512,
-        azimuth_bins: int = 24,
-        width: int = 16,
-        steps: int = 2000,
-        batch_size: int = 32,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 1e-4,
-        shape_weight: float = 100.0,
-        gt_points: int = 512,
-        jitter: float = 0.08,
-        checkpoint_every: int = 250,
-        device: str = "cpu",
+        image_size: Annotated[int, Ge(32), MultipleOf(16)] = 64,
+        num_points: PositiveInt = 512,
+        azimuth_bins: PositiveInt = 24,
+        width: PositiveInt = 16,
+        steps: PositiveInt = 2000,
+        batch_size: PositiveInt = 32,
+        learning_rate: PositiveFloat = 1e-3,
+        weight_decay: NonNegativeFloat = 1e-4,
+        shape_weight: NonNegativeFloat = 100.0,
+        gt_points: PositiveInt = 512,
+        jitter: Annotated[float, Interval(ge=0, lt=0.5)] = 0.08,
+        checkpoint_every: PositiveInt = 250,
+        device: Device = "cpu",
     ):
         """
         image_size: network input in pixels, a multiple of 16 (four stride-2 stages), >= 32.
@@ -236,8 +243,9 @@ class ViewpointPSGN(ShapePoseModel):
 
     def fit(self, dataset: Path, workdir: Path, ctx) -> None:
         """Train on the train split, resuming from `workdir`. Raises DatasetError (naming the
-        file) when the split has no usable image, pose or cloud, and FloatingPointError at the
-        first non-finite loss (nothing non-finite is checkpointed)."""
+        file) when the split has no usable image, pose or cloud, TrainingDiverged
+        (`aist_plugins.training`) at the first non-finite loss (nothing non-finite is
+        checkpointed), and CheckpointError for a checkpoint of another configuration."""
         images, quats, cloud_index, clouds = self._load_train(Path(dataset), ctx)
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -246,26 +254,26 @@ class ViewpointPSGN(ShapePoseModel):
             self._build(ctx.seed)  # a fresh run's weights come from the stage seed
             self.history = []
         self.net.train()
-        for step in ctx.progress(range(start, self.steps), total=self.steps - start, description="viewpoint-psgn"):
-            rng = np.random.default_rng([ctx.seed, 7, step])  # per-step streams make resumption exact
-            pick = rng.choice(len(images), size=self.batch_size, replace=len(images) < self.batch_size)
-            batch = self._augment(images[pick], rng)
-            gt = clouds[cloud_index[pick]]
-            sub = rng.integers(0, gt.shape[1], size=(len(pick), self.gt_points))
-            gt = torch.as_tensor(np.take_along_axis(gt, sub[..., None], axis=1), device=self.device)
-            for group in self.optimizer.param_groups:  # cosine decay, a pure function of the step
-                group["lr"] = float(self.learning_rate * 0.5 * (1.0 + np.cos(np.pi * step / self.steps)))
-            self.optimizer.zero_grad(set_to_none=True)
-            terms = self.losses(batch, quats[pick], gt)
-            bad = [k for k, v in terms.items() if not torch.isfinite(v)]
-            if bad:
-                raise FloatingPointError(f"viewpoint-psgn: loss term {bad[0]!r} is not finite at step {step}; "
-                                         f"lower learning_rate (now {self.learning_rate:g})")
-            terms["total"].backward()
-            self.optimizer.step()
-            self.history.append({"step": step, **{k: float(v.detach()) for k, v in terms.items()}})
-            if (step + 1) % self.checkpoint_every == 0 or step + 1 == self.steps:
-                self._checkpoint(workdir / CHECKPOINT, step + 1)
+        with TrainingLog("viewpoint-psgn", workdir, next_step=start, lr=self.learning_rate, log_dir=ctx.log_dir,
+                         read_every=default_read_every(self.device), history=self.history) as log:
+            for step in ctx.progress(range(start, self.steps), total=self.steps - start, description="viewpoint-psgn"):
+                rng = np.random.default_rng([ctx.seed, 7, step])  # per-step streams make resumption exact
+                pick = rng.choice(len(images), size=self.batch_size, replace=len(images) < self.batch_size)
+                batch = self._augment(images[pick], rng)
+                gt = clouds[cloud_index[pick]]
+                sub = rng.integers(0, gt.shape[1], size=(len(pick), self.gt_points))
+                gt = torch.as_tensor(np.take_along_axis(gt, sub[..., None], axis=1), device=self.device)
+                rate = float(self.learning_rate * 0.5 * (1.0 + np.cos(np.pi * step / self.steps)))
+                for group in self.optimizer.param_groups:  # cosine decay, a pure function of the step
+                    group["lr"] = rate
+                self.optimizer.zero_grad(set_to_none=True)
+                terms = self.losses(batch, quats[pick], gt)
+                terms["total"].backward()
+                self.optimizer.step()
+                log.log(step, {k: v.detach() for k, v in terms.items()}, lr=rate)
+                if (step + 1) % self.checkpoint_every == 0 or step + 1 == self.steps:
+                    log.flush()  # checks the losses (and fills history) before anything is saved
+                    self._checkpoint(workdir / CHECKPOINT, step + 1)
         self.net.eval()
 
     def _load_train(self, dataset: Path, ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -317,19 +325,23 @@ class ViewpointPSGN(ShapePoseModel):
         return 1.0 - F.grid_sample(1.0 - x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     # ------------------------------------------------------------------ checkpoints and weights
+    def _run_config(self) -> dict:
+        """What a checkpoint must match to be resumed: the architecture (`_config`) and every
+        training setting that shapes the run; not checkpoint_every or device."""
+        return {**self._config(), "steps": self.steps, "batch_size": self.batch_size,
+                "learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
+                "shape_weight": self.shape_weight, "gt_points": self.gt_points, "jitter": self.jitter}
+
     def _checkpoint(self, path: Path, step: int) -> None:
-        state = {"step": step, "config": self._config(), "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+        state = {"step": step, "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "history": [[h[k] for k in HISTORY_KEYS] for h in self.history]}
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)
+        save_checkpoint(path, state, self._run_config(), component="viewpoint-psgn", step=step - 1,
+                        lr=self.learning_rate)
 
     def _resume(self, path: Path) -> int:
-        if not path.is_file():
+        state = load_checkpoint(path, self._run_config(), self.device)  # weights-only; None without a file
+        if state is None:
             return 0
-        state = torch.load(path, map_location=self.device, weights_only=True)  # tensors and plain types only
-        if state.get("config") != self._config():
-            raise ValueError(f"{path}: checkpoint was written for {state.get('config')}, this model is {self._config()}")
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.history = [dict(zip(HISTORY_KEYS, row)) for row in state["history"]]

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from aist_core.constraints import Fraction
 from aist_core.context import write_json_atomic
 from aist_core.dataset import DatasetError, ViewsDataset, image_info
 from aist_core.interfaces import Translator
@@ -73,7 +74,7 @@ class ColourTransfer(Translator):
         interpolates linearly in Lab. ValueError outside [0, 1].
     """
 
-    def __init__(self, per_image: bool = True, strength: float = 1.0):
+    def __init__(self, per_image: bool = True, strength: Fraction = 1.0):
         problems = self.check_params({"strength": strength})
         if problems:
             raise ValueError(problems[0])

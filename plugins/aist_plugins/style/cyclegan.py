@@ -9,25 +9,33 @@ Domain A = synthetic renders, B = real crops; G = g_ab, F = g_ba; d_b judges dom
 Everything random (initialisation, data order, flips, pools) comes from ctx.seed, and a
 checkpoint holds networks, optimisers, pools with their generators and the step, so a run
 resumed from any checkpoint continues bit for bit as if never stopped (on CPU).
+
+Checkpoints, the loss log and the divergence guard are `aist_plugins.training`'s: losses.csv has
+one column per term, each annotation loss under its recipe name and direction
+(`alpha_a2b`, `alpha_b2a`, `resnet-feature_a2b`, ...: weighted, as added to the generator loss),
+and the first non-finite term stops training with `TrainingDiverged`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge, Interval, MultipleOf
 
+from aist_core.constraints import Device, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from aist_core.interfaces import AnnotationLoss, Translator
 
-from .data import MODES, batch_from_uint8, load_domain, resize, to_network_input, to_tensor, to_uint8
+from .data import MODES, batch_from_uint8, load_domain, to_network_input, to_tensor, to_uint8
 from .networks import PatchDiscriminator, ResnetGenerator, init_normal
 from .pool import ImagePool
-from .training_log import LossLog, plot_losses, save_sample_grid
+from ..training import TrainingLog, default_read_every, load_checkpoint, registered_name, save_checkpoint, unique_names
+from .training_log import plot_losses, sample_grid, save_sample_grid
 
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "generators.safetensors"
@@ -37,30 +45,32 @@ CONFIG = "translator.json"
 class CycleGAN(Translator):
     """CycleGAN with annotation losses on RGBA renders; see the module docstring."""
 
+    background = "generated"  # stylize leaves g_ab's background unmasked: the stage measures its implied mask
+
     def __init__(
         self,
         losses: list[AnnotationLoss] = (),
-        mode: str = "black",
-        image_size: int = 256,
-        n_blocks: int = 9,
-        ngf: int = 64,
-        ndf: int = 64,
-        activation: str = "leaky_relu",
-        batch_size: int = 4,
-        epochs: int = 44,
-        epochs_decay: int = 0,
-        max_steps: int = 0,
-        lr: float = 2e-4,
-        beta1: float = 0.5,
-        lambda_a: float = 10.0,
-        lambda_b: float = 10.0,
-        lambda_idt: float = 0.1,
-        pool_size: int = 50,
-        init_gain: float = 0.02,
+        mode: Literal["black", "alpha"] = "black",
+        image_size: Annotated[int, Ge(24), MultipleOf(4)] = 256,
+        n_blocks: NonNegativeInt = 9,
+        ngf: PositiveInt = 64,
+        ndf: PositiveInt = 64,
+        activation: Literal["leaky_relu", "relu"] = "leaky_relu",
+        batch_size: PositiveInt = 4,
+        epochs: NonNegativeInt = 44,
+        epochs_decay: NonNegativeInt = 0,
+        max_steps: NonNegativeInt = 0,
+        lr: PositiveFloat = 2e-4,
+        beta1: Annotated[float, Interval(ge=0, lt=1)] = 0.5,
+        lambda_a: NonNegativeFloat = 10.0,
+        lambda_b: NonNegativeFloat = 10.0,
+        lambda_idt: NonNegativeFloat = 0.1,
+        pool_size: NonNegativeInt = 50,
+        init_gain: PositiveFloat = 0.02,
         flip: bool = True,
-        checkpoint_every: int = 500,
-        sample_every: int = 500,
-        device: str = "cpu",
+        checkpoint_every: PositiveInt = 500,
+        sample_every: PositiveInt = 500,
+        device: Device = "cpu",
     ):
         """
         losses: annotation losses added to the generator loss (recipe: [[translate.losses]]).
@@ -85,7 +95,8 @@ class CycleGAN(Translator):
         init_gain: std of the N(0, gain) weight initialisation; 0.02 as stock.
         flip: random horizontal flips of training images (stock default, labels are symmetric).
         checkpoint_every: steps between checkpoints (also at every epoch end and at the stop).
-        sample_every: steps between sample grids in workdir/samples.
+        sample_every: steps between sample grids in workdir/samples (and in TensorBoard, tag
+            "samples", when the stage context has a log_dir).
         device: torch device for training and inference.
         """
         if mode not in MODES:
@@ -93,6 +104,8 @@ class CycleGAN(Translator):
         if image_size % 4:
             raise ValueError(f"image_size must be a multiple of 4 (two stride-2 stages), got {image_size}")
         self.losses = [loss.to(device) for loss in losses]
+        # CSV/TensorBoard names: the recipe's `use` name of each loss, repeats numbered
+        self.loss_names = unique_names(registered_name(loss, "annotation_loss") for loss in self.losses)
         self.mode, self.image_size, self.device = mode, image_size, device
         self.batch_size, self.epochs, self.epochs_decay, self.max_steps = batch_size, epochs, epochs_decay, max_steps
         self.lr, self.beta1 = lr, beta1
@@ -141,26 +154,32 @@ class CycleGAN(Translator):
             total = min(total, self.max_steps)
         if not self._resume(workdir, steps_per_epoch):
             self._initialise(ctx.seed)
-        log = LossLog(workdir, self.step)
         ctx.log(f"cyclegan: {len(images_a)} A / {len(images_b)} B images, step {self.step} of {total}")
         for net in (self.g_ab, self.g_ba, self.d_a, self.d_b):
             net.train()
-        while self.step < total:
-            epoch, index = divmod(self.step, steps_per_epoch)
-            order_a, order_b, flips = self._epoch_order(ctx.seed, epoch, length, len(images_a), len(images_b))
-            for group in (self.opt_g.param_groups + self.opt_d.param_groups):
-                group["lr"] = self.lr * self._lr_factor(epoch)
-            chunk = slice(index * self.batch_size, (index + 1) * self.batch_size)
-            real_a = self._batch(images_a[order_a[chunk]], flips[0][chunk])
-            real_b = self._batch(images_b[order_b[chunk]], flips[1][chunk])
-            row, visuals = self._train_step(real_a, real_b)
-            self.step += 1
-            log.append({"step": self.step, "epoch": epoch, **row})
-            if self.sample_every and self.step % self.sample_every == 0:
-                save_sample_grid(workdir, self.step, visuals)
-            if self.step % steps_per_epoch == 0 or self.step % self.checkpoint_every == 0 or self.step == total:
-                self._checkpoint(workdir, steps_per_epoch)
-        log.close()
+        # rows are logged with the number of steps done (1 for the first): resume keeps <= step
+        with TrainingLog("cyclegan", workdir, next_step=self.step + 1, lr=self.lr, log_dir=ctx.log_dir,
+                         read_every=default_read_every(self.device)) as log:
+            while self.step < total:
+                epoch, index = divmod(self.step, steps_per_epoch)
+                order_a, order_b, flips = self._epoch_order(ctx.seed, epoch, length, len(images_a), len(images_b))
+                rate = self.lr * self._lr_factor(epoch)
+                for group in (self.opt_g.param_groups + self.opt_d.param_groups):
+                    group["lr"] = rate
+                chunk = slice(index * self.batch_size, (index + 1) * self.batch_size)
+                real_a = self._batch(images_a[order_a[chunk]], flips[0][chunk])
+                real_b = self._batch(images_b[order_b[chunk]], flips[1][chunk])
+                row, visuals = self._train_step(real_a, real_b)
+                self.step += 1
+                log.log(self.step, row, lr=rate, epoch=epoch)
+                if self.sample_every and self.step % self.sample_every == 0:
+                    log.flush()  # a diverged step shows no samples: its images are NaN
+                    grid = sample_grid(visuals)
+                    save_sample_grid(workdir, self.step, visuals, grid=grid)
+                    log.image(self.step, "samples", grid)
+                if self.step % steps_per_epoch == 0 or self.step % self.checkpoint_every == 0 or self.step == total:
+                    log.flush()  # checks every loss up to here before anything is saved
+                    self._checkpoint(workdir, steps_per_epoch)
         plot_losses(workdir)
 
     @staticmethod
@@ -181,7 +200,13 @@ class CycleGAN(Translator):
             x = torch.where(flips.to(self.device).view(-1, 1, 1, 1), x.flip(-1), x)
         return x
 
-    def _train_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[dict[str, float], list]:
+    def _train_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[dict[str, torch.Tensor], list]:
+        """One generator and one discriminator update on (B, C, S, S) batches in [-1, 1].
+
+        Returns the loss terms as detached 0-d tensors on the device (read back by the log, not
+        here, so an accelerator is not waited for every step) and the six image batches of the
+        sample grid (real A, fake B, rec A, real B, fake A, rec B).
+        """
         # forward both cycles
         fake_b = self.g_ab(real_a)
         rec_a = self.g_ba(fake_b)
@@ -201,10 +226,11 @@ class CycleGAN(Translator):
         if self.lambda_idt > 0:  # stock: G_A(B) should be B, scaled by lambda_B * lambda_idt
             terms["idt_b"] = F.l1_loss(self.g_ab(real_b), real_b) * self.lambda_b * self.lambda_idt
             terms["idt_a"] = F.l1_loss(self.g_ba(real_a), real_a) * self.lambda_a * self.lambda_idt
-        if self.losses:
-            cache_a, cache_b = {}, {}  # one cache per direction per batch: source features once
-            terms["annot_ab"] = sum(l.weight_a2b * l(real_a, fake_b, cache_a) for l in self.losses)
-            terms["annot_ba"] = sum(l.weight_b2a * l(real_b, fake_a, cache_b) for l in self.losses)
+        cache_a, cache_b = {}, {}  # one cache per direction per batch: source features once
+        for name, loss in zip(self.loss_names, self.losses):  # one term (and CSV column) each
+            terms[f"{name}_a2b"] = loss.weight_a2b * loss(real_a, fake_b, cache_a)
+        for name, loss in zip(self.loss_names, self.losses):
+            terms[f"{name}_b2a"] = loss.weight_b2a * loss(real_b, fake_a, cache_b)
         loss_g = sum(terms.values())
         loss_g.backward()
         self.opt_g.step()
@@ -221,36 +247,38 @@ class CycleGAN(Translator):
         loss_d_a.backward()
         self.opt_d.step()
 
-        row = {k: float(v.detach()) for k, v in terms.items()}
-        row.update(g_total=float(loss_g.detach()), d_a=float(loss_d_a.detach()), d_b=float(loss_d_b.detach()))
+        row = {k: v.detach() for k, v in terms.items()}
+        row.update(g_total=loss_g.detach(), d_a=loss_d_a.detach(), d_b=loss_d_b.detach())
         return row, [real_a, fake_b, rec_a, real_b, fake_a, rec_b]
 
     # ------------------------------------------------------------------ checkpoints
+    def _config(self, steps_per_epoch: int) -> dict:
+        """What a checkpoint must match to be resumed: the architecture, the steps per epoch
+        (datasets and batch size fix the batches), the optimisation settings and the annotation
+        losses (the log's columns). max_steps may change: a run it stopped continues with a
+        larger one; checkpoint_every, sample_every and device do not change the run either."""
+        return {**self.arch, "image_size": self.image_size, "steps_per_epoch": steps_per_epoch,
+                "batch_size": self.batch_size, "epochs": self.epochs, "epochs_decay": self.epochs_decay,
+                "lr": self.lr, "beta1": self.beta1, "lambda_a": self.lambda_a, "lambda_b": self.lambda_b,
+                "lambda_idt": self.lambda_idt, "pool_size": self.pool_size, "init_gain": self.init_gain,
+                "flip": self.flip, "losses": list(self.loss_names)}
+
     def _checkpoint(self, workdir: Path, steps_per_epoch: int) -> None:
         state = {
             "step": self.step,
-            "steps_per_epoch": steps_per_epoch,
-            "arch": json.dumps(self.arch, sort_keys=True),
             "nets": {name: getattr(self, name).state_dict() for name in ("g_ab", "g_ba", "d_a", "d_b")},
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "pool_a": self.pool_a.state_dict(),
             "pool_b": self.pool_b.state_dict(),
         }
-        tmp = workdir / (CHECKPOINT + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, workdir / CHECKPOINT)  # atomic: a crash leaves the previous checkpoint
+        save_checkpoint(workdir / CHECKPOINT, state, self._config(steps_per_epoch), component="cyclegan",
+                        step=self.step, lr=self.lr)
 
     def _resume(self, workdir: Path, steps_per_epoch: int) -> bool:
-        path = workdir / CHECKPOINT
-        if not path.is_file():
+        state = load_checkpoint(workdir / CHECKPOINT, self._config(steps_per_epoch), self.device)
+        if state is None:
             return False
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        if state["arch"] != json.dumps(self.arch, sort_keys=True):
-            raise ValueError(f"{path}: checkpoint of another architecture ({state['arch']}); use a new workdir")
-        if state["steps_per_epoch"] != steps_per_epoch:
-            raise ValueError(f"{path}: checkpoint made with {state['steps_per_epoch']} steps per epoch, "
-                             f"now {steps_per_epoch} (datasets or batch size changed); use a new workdir")
         self._initialise(0)  # fresh optimisers bound to the parameters, then overwritten
         for name, net_state in state["nets"].items():
             getattr(self, name).load_state_dict(net_state)

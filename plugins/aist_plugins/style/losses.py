@@ -18,10 +18,12 @@ Normalisation (`normalize`):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
+from aist_core.constraints import Device, NonNegativeFloat, PositiveFloat, PositiveInt
 from aist_core.interfaces import AnnotationLoss
 
 NORMALIZATIONS = ("pixel", "image")
@@ -93,9 +95,9 @@ class AlphaLoss(AnnotationLoss):
     gradient almost everywhere. Metrics use the hard definition on the uint8 output.
     """
 
-    def __init__(self, weight_a2b: float = 2.0, weight_b2a: float = 2.0, normalize: str = "pixel",
-                 softness: float = 0.02, edge_weight: float = 0.0, edge_radius: int = 2,
-                 device: str = "cpu"):
+    def __init__(self, weight_a2b: NonNegativeFloat = 2.0, weight_b2a: NonNegativeFloat = 2.0, normalize: Literal["pixel", "image"] = "pixel",
+                 softness: PositiveFloat = 0.02, edge_weight: NonNegativeFloat = 0.0, edge_radius: PositiveInt = 2,
+                 device: Device = "cpu"):
         """
         weight_a2b: weight of the A->B term; 2 is the seed report's constrained experiment 2.
         weight_b2a: weight of the B->A term; 2 as experiment 2.
@@ -140,8 +142,8 @@ class ResNetFeatureLoss(AnnotationLoss):
     per batch and kept in the shared cache.
     """
 
-    def __init__(self, weight_a2b: float = 1.75, weight_b2a: float = 1.75, normalize: str = "pixel",
-                 pretrained: bool = True, weights: str | None = None, device: str = "cpu"):
+    def __init__(self, weight_a2b: NonNegativeFloat = 1.75, weight_b2a: NonNegativeFloat = 1.75, normalize: Literal["pixel", "image"] = "pixel",
+                 pretrained: bool = True, weights: str | None = None, device: Device = "cpu"):
         """
         weight_a2b: weight of the A->B term; 1.75 is the seed report's experiment 2.
         weight_b2a: weight of the B->A term; 1.75 as experiment 2.

@@ -1,0 +1,380 @@
+"""What every first-party trainer shares: checkpoints, the loss log, TensorBoard and the
+divergence guard.
+
+Used by the CycleGAN translator (`style/cyclegan.py`), the shape/pose models
+(`shape_pose/dpc.py`, `shape_pose/supervised.py`) and the shape-prior segmenter
+(`segmentation/shape_prior.py`), so that all four:
+
+- write checkpoints atomically (`torch.save` to `<name>.tmp`, then `os.replace`: a crash leaves
+  the previous checkpoint whole) and never one holding a non-finite number
+  (`save_checkpoint` checks every floating tensor first);
+- read them with `torch.load(weights_only=True)` only, so a planted pickle cannot run code, and
+  refuse a checkpoint written for another configuration with one line naming the file
+  (`load_checkpoint`);
+- log one CSV column per loss term to `<workdir>/losses.csv`, cut back to the checkpoint on a
+  resume (`TrainingLog`), and TensorBoard scalars (per term and the learning rate) and sample
+  images when `StageContext.log_dir` is set; with `log_dir` None nothing TensorBoard-related is
+  imported;
+- stop at the first diverged loss with `TrainingDiverged`:
+  `<component>: loss term '<term>' is <nan|inf> at step <k>; lower the learning rate (lr=<value>)`.
+
+"Absurdly large" finite losses count as diverged too: `DIVERGENCE_LIMIT` (1e18). Why that
+value: the largest loss any of these trainers produces while training works is a bounded term,
+the "image"-normalised alpha loss of the translator, at most weight * (H * W)^2, about 2e13 at
+512 px with the largest weight in the recipes (300); DPC's projection loss is at most
+0.5 * G^2 (2048 at G = 64), the cycle and identity terms at most 2 * lambda. 1e18 is 5e4 times
+beyond that, and within a factor 20 of 1.8e19, the value whose square overflows float32 (3.4e38),
+so one more step of growth would make any squared term inf anyway. Unbounded terms
+(cross-entropies, LSGAN with a runaway discriminator, weight decay) that reach it have diverged.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import pickle
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+LOSS_FILE = "losses.csv"
+DIVERGENCE_LIMIT = 1e18
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss term or a weight became non-finite (or beyond `DIVERGENCE_LIMIT`): training stops.
+
+    The message is one line naming the component, the term (or weight), the step and the
+    learning rate to lower. Nothing non-finite is checkpointed: the last checkpoint in the
+    workdir, if any, is from before the divergence.
+    """
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed: unreadable, not weights-only (a pickle carrying
+    code), or written for another configuration. The message is one line naming the file."""
+
+
+# ---------------------------------------------------------------------------- divergence
+def describe_value(value: float, limit: float = DIVERGENCE_LIMIT) -> str | None:
+    """"nan", "inf", "-inf", or "<value> (beyond <limit>)" for a diverged value; None for a sane
+    one. `value` is a Python float; `limit` a positive float (absolute values above it count)."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if abs(value) > limit:
+        return f"{value:.3g} (beyond {limit:.0e})"
+    return None
+
+
+def check_losses(component: str, step: int, terms: Mapping[str, float], lr: float,
+                 limit: float = DIVERGENCE_LIMIT) -> None:
+    """Raise `TrainingDiverged` at the first term (in `terms` order) that is NaN, inf or larger
+    than `limit` in absolute value. `terms` maps term names to Python floats; `step` is the
+    step as the trainer logs it; `lr` the configured learning rate (named in the message)."""
+    for term, value in terms.items():
+        problem = describe_value(float(value), limit)
+        if problem is not None:
+            raise TrainingDiverged(f"{component}: loss term '{term}' is {problem} at step {step}; "
+                                   f"lower the learning rate (lr={lr:g})")
+
+
+def _floating_tensors(state: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """(dotted name, tensor) for every floating-point tensor nested in dicts, lists and tuples."""
+    if isinstance(state, torch.Tensor):
+        if state.is_floating_point() or state.is_complex():
+            yield prefix or "tensor", state
+    elif isinstance(state, Mapping):
+        for key, value in state.items():
+            yield from _floating_tensors(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(state, (list, tuple)):
+        for index, value in enumerate(state):
+            yield from _floating_tensors(value, f"{prefix}.{index}" if prefix else str(index))
+
+
+def check_finite_state(component: str, state: Any, step: int, lr: float) -> None:
+    """Raise `TrainingDiverged` naming the first floating tensor in `state` (nested dicts,
+    lists, tuples: network and optimiser state dicts, image pools) that holds NaN or inf.
+
+    One fused reduction per tensor (`torch.isfinite(t).all()`), read back once per tensor:
+    cheap next to `torch.save`, which copies every byte anyway."""
+    for name, tensor in _floating_tensors(state):
+        if tensor.numel() and not bool(torch.isfinite(tensor).all()):
+            kind = "nan" if bool(torch.isnan(tensor).any()) else "inf"
+            raise TrainingDiverged(f"{component}: weight '{name}' is {kind} after step {step}; "
+                                   f"lower the learning rate (lr={lr:g})")
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def _plain(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The configuration as JSON would hold it (tuples become lists), for a stable comparison."""
+    return json.loads(json.dumps(dict(config), sort_keys=True))
+
+
+def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any], config: Mapping[str, Any], *,
+                    component: str, step: int, lr: float) -> None:
+    """Write `state` plus `config` to `path` atomically, after checking it holds finite numbers.
+
+    state: tensors, state dicts and plain Python values (what `torch.load(weights_only=True)`
+        can read back: no custom classes). Its key "config" is reserved.
+    config: JSON-serialisable values that must match on resume (`load_checkpoint`).
+    step, lr: named in the `TrainingDiverged` line should a weight be non-finite.
+
+    Raises TrainingDiverged (nothing is written: the previous checkpoint stays) when any
+    floating tensor in `state` holds NaN or inf.
+    """
+    path = Path(path)
+    check_finite_state(component, state, step, lr)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({**state, "config": _plain(config)}, tmp)
+    os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoint
+
+
+def load_checkpoint(path: str | os.PathLike, config: Mapping[str, Any], device: str | torch.device = "cpu"
+                    ) -> dict[str, Any] | None:
+    """The state `save_checkpoint` wrote to `path` (tensors on `device`), or None without a file.
+
+    Read with `torch.load(weights_only=True)` only: tensors and plain Python types, so a planted
+    pickle cannot run code. Raises CheckpointError, one line naming the file, when the file is
+    unreadable, not a weights-only checkpoint, or written for another `config` (the differing
+    keys are listed with both values).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as exc:
+        # UnpicklingError: a pickle carrying code (weights_only refuses it) or a damaged stream;
+        # EOFError, RuntimeError (zip reader), ValueError: a truncated or foreign file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable weights-only checkpoint, refused ({first}); "
+                              f"delete it or use a new workdir") from None
+    if not isinstance(state, dict) or "config" not in state:
+        raise CheckpointError(f"{path}: not a checkpoint of this trainer (no configuration recorded); "
+                              f"delete it or use a new workdir")
+    saved, mine = state["config"], _plain(config)
+    if saved != mine:
+        keys = sorted(set(saved) | set(mine)) if isinstance(saved, dict) else sorted(mine)
+        diff = ", ".join(f"{k}={saved.get(k) if isinstance(saved, dict) else None!r} (now {mine.get(k)!r})"
+                         for k in keys if not isinstance(saved, dict) or saved.get(k) != mine.get(k))
+        raise CheckpointError(f"{path}: checkpoint of another configuration: {diff}; use a new workdir")
+    return state
+
+
+# ---------------------------------------------------------------------------- loss names
+def registered_name(obj: Any, kind: str) -> str:
+    """The name `obj`'s class is registered under for `kind` (its recipe `use = ...` name).
+
+    An explicit string attribute `name` on the object wins; then the registry (entry points of
+    group "aist", matched on "module:Class"); a class found nowhere gets its class name in
+    snake case without a trailing "Loss" (AlphaLoss -> "alpha").
+    """
+    name = getattr(obj, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    cls = type(obj)
+    target = f"{cls.__module__}:{cls.__qualname__}"
+    try:
+        from aist_core.registry import get_registry
+
+        for entry in get_registry():
+            if entry.kind == kind and entry.target == target:
+                return entry.name
+    except Exception:  # noqa: BLE001, S110 - a broken third-party plugin must not stop training over a column name
+        pass  # the class-name fallback below still names the column
+    stem = re.sub(r"Loss$", "", cls.__name__) or cls.__name__
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", stem).lower()
+
+
+def unique_names(names: Iterable[str]) -> list[str]:
+    """`names` with repeats numbered: ["alpha", "alpha", "edge"] -> ["alpha", "alpha_2", "edge"]."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out
+
+
+# ---------------------------------------------------------------------------- the log
+def default_read_every(device: str | torch.device) -> int:
+    """How many steps of losses to keep on the device before reading them back: 1 on a CPU
+    (reading is free), 20 on an accelerator (each read waits for the queued kernels)."""
+    return 1 if torch.device(device).type == "cpu" else 20
+
+
+class TrainingLog:
+    """Loss terms per step to `<workdir>/losses.csv` (+ TensorBoard), checked for divergence.
+
+    component: name used in messages ("cyclegan", "dpc", ...).
+    workdir: folder of losses.csv (created if missing); None writes no CSV (losses are still
+        checked, and go to TensorBoard when `log_dir` is set).
+    next_step: the first step this run will log. Rows already in losses.csv with a step >= it
+        are dropped (they were logged after the checkpoint being resumed and will be logged
+        again); next_step 0 starts a new file.
+    lr: the configured learning rate, named in the divergence message.
+    log_dir: TensorBoard folder (`StageContext.log_dir`); None = no TensorBoard, and
+        `torch.utils.tensorboard` is never imported.
+    read_every: steps whose losses stay on the device before one read-back (`flush`); 1 checks
+        every step as it comes. A divergence found in a batch is reported at its own step.
+    history: a list to append each checked row to (dict: "step", extra columns, terms as
+        floats), e.g. a model's `history`.
+    limit: absolute value beyond which a finite term counts as diverged (`DIVERGENCE_LIMIT`).
+
+    CSV columns: "step", then the extra columns passed to `log` (e.g. "epoch"), then one per
+    loss term in the order of the first row; later rows must have the same terms. Values are
+    written as Python floats (repr: exact for float32). TensorBoard tags: "loss/<term>" and
+    "learning_rate" per logged step, and whatever `image` is given.
+
+    Use as a context manager: a normal exit flushes and checks what is left, an exception exit
+    only closes the TensorBoard writer (rows not yet flushed were logged after the last
+    checkpoint, so a resume logs them again).
+    """
+
+    def __init__(self, component: str, workdir: str | os.PathLike | None, *, next_step: int, lr: float,
+                 log_dir: str | os.PathLike | None = None, read_every: int = 1,
+                 history: list[dict[str, float]] | None = None, limit: float = DIVERGENCE_LIMIT):
+        self.component, self.lr, self.limit = component, float(lr), float(limit)
+        self.read_every = max(1, int(read_every))
+        self.history = history
+        self.path = None if workdir is None else Path(workdir) / LOSS_FILE
+        self.columns: list[str] | None = None
+        self._pending: list[tuple[int, dict[str, Any], list[str], torch.Tensor, float | None]] = []
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._truncate(int(next_step))
+        self.writer = None
+        if log_dir is not None:
+            from torch.utils.tensorboard import (
+                SummaryWriter,  # only when asked for: an optional extra
+            )
+
+            Path(log_dir).mkdir(parents=True, exist_ok=True)
+            # purge_step hides events a crashed run wrote after the checkpoint being resumed
+            self.writer = SummaryWriter(str(log_dir), purge_step=int(next_step) if next_step > 0 else None)
+
+    def _truncate(self, next_step: int) -> None:
+        if not self.path.is_file():
+            return
+        if next_step <= 0:
+            self.path.unlink()
+            return
+        with self.path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            columns = list(reader.fieldnames or [])
+            rows = [r for r in reader if r.get("step") not in (None, "") and float(r["step"]) < next_step]
+        if not rows or "step" not in columns:
+            self.path.unlink()
+            return
+        self.columns = columns
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+
+    def log(self, step: int, terms: Mapping[str, torch.Tensor | float], lr: float | None = None,
+            **extra: Any) -> None:
+        """Record one step: `terms` maps each loss term to a scalar (0-d or 1-element tensor on
+        any device, or a float); `lr` is the step's learning rate (TensorBoard only); `extra`
+        are further CSV columns (e.g. epoch=3), not checked. Raises TrainingDiverged when a
+        flush (every `read_every` steps) finds a diverged term; rows before it are written."""
+        names = list(terms)
+        # one (T,) float64 row on the tensors' device (float32 -> float64 is exact); plain floats
+        # join it there, so a row never mixes devices
+        device = next((t.device for t in terms.values() if torch.is_tensor(t)), torch.device("cpu"))
+        values = torch.stack([t.detach().reshape(()).to(device=device, dtype=torch.float64) if torch.is_tensor(t)
+                              else torch.tensor(float(t), dtype=torch.float64, device=device) for t in terms.values()])
+        self._pending.append((int(step), dict(extra), names, values, None if lr is None else float(lr)))
+        if len(self._pending) >= self.read_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Read pending losses back (one transfer), check them in step order, write the rows.
+        Call before every checkpoint so the CSV and `history` match it."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        devices = {v.device for *_rest, v, _lr in pending}
+        if len(devices) == 1 and len({len(n) for _s, _e, n, _v, _lr in pending}) == 1:
+            read = torch.stack([v for *_rest, v, _lr in pending]).cpu().tolist()
+        else:
+            read = [v.cpu().tolist() for *_rest, v, _lr in pending]
+        rows = []
+        try:
+            for (step, extra, names, _values, lr), numbers in zip(pending, read):
+                terms = dict(zip(names, numbers))
+                check_losses(self.component, step, terms, self.lr, self.limit)
+                rows.append(({"step": step, **extra, **terms}, names, lr))
+        finally:  # the rows before a diverged one are kept: they show the run up to it
+            self._write(rows)
+
+    def _write(self, rows: list[tuple[dict[str, Any], list[str], float | None]]) -> None:
+        if not rows:
+            return
+        new = self.columns is None
+        if new:
+            self.columns = list(rows[0][0])
+        for row, _names, _lr in rows:
+            if list(row) != self.columns:
+                raise ValueError(f"{self.path or self.component}: this run logs columns {list(row)}, "
+                                 f"earlier rows have {self.columns}; use a new workdir")
+        if self.path is not None:
+            with self.path.open("a", newline="") as fh:
+                writer = csv.DictWriter(fh, self.columns)
+                if new:
+                    writer.writeheader()
+                writer.writerows(row for row, _names, _lr in rows)
+        for row, names, lr in rows:
+            if self.history is not None:
+                self.history.append(dict(row))
+            if self.writer is not None:
+                step = int(row["step"])
+                for key in names:  # loss terms only; extra columns such as the epoch are not losses
+                    self.writer.add_scalar(f"loss/{key}", row[key], step)
+                if lr is not None:
+                    self.writer.add_scalar("learning_rate", lr, step)
+
+    def image(self, step: int, tag: str, image: np.ndarray) -> None:
+        """An (H, W, 3) uint8 image to TensorBoard under `tag` (nothing without `log_dir`)."""
+        if self.writer is not None:
+            image = np.asarray(image)
+            if image.ndim != 3 or image.shape[-1] not in (1, 3, 4) or image.dtype != np.uint8:
+                raise ValueError(f"{self.component}: TensorBoard image {tag!r} must be (H, W, 3) uint8, "
+                                 f"got {image.shape} {image.dtype}")
+            self.writer.add_image(tag, image, int(step), dataformats="HWC")
+
+    def close(self, flush: bool = True) -> None:
+        """Flush (when `flush`) and close the TensorBoard writer; the CSV is always closed."""
+        try:
+            if flush:
+                self.flush()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+
+    def __enter__(self) -> TrainingLog:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(flush=exc_type is None)
+
+
+def read_losses(workdir: str | os.PathLike) -> list[dict[str, float]]:
+    """Rows of `<workdir>/losses.csv` as floats (every column); [] without the file."""
+    path = Path(workdir) / LOSS_FILE
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
