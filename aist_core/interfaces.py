@@ -3,7 +3,9 @@
 A plugin is a class that subclasses one of these and is registered under a name (see
 `aist_core.registry`). Constructor keyword arguments are the recipe parameters: the recipe loader
 checks them against the signature and its type hints, so give every parameter a default and a
-plain type (int, float, bool, str, tuple/list of those, Path, or a nested component kind).
+plain type (int, float, bool, str, tuple/list of those, Path, or a nested component kind), with
+its accepted choices (`Literal[...]`) and ranges (`Annotated[float, Gt(0)]`) declared in the
+annotation (`aist_core.constraints`; docs/recipes.md, "Declaring parameters").
 
 Shared conventions:
 - Images crossing an interface are NumPy arrays, channels last: photos (H, W, 3) uint8 RGB;
@@ -24,6 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
+
+from aist_core.constraints import NonNegativeFloat
 
 if TYPE_CHECKING:  # the core never imports torch at run time
     import torch
@@ -58,6 +62,37 @@ class Component(abc.ABC):
         """Problems with recipe parameters that types cannot show (e.g. a missing data folder),
         each "param: what is wrong". Called by `aist check` before any work starts."""
         return []
+
+    PATH_PARAM_NAMES: ClassVar[tuple[str, ...]] = ("root", "path", "weights")
+    PATH_PARAM_SUFFIXES: ClassVar[tuple[str, ...]] = ("_root", "_dir", "_path", "_file")
+
+    @classmethod
+    def external_inputs(cls, params: dict[str, Any]) -> list[Path]:
+        """Files and folders outside the cache that this component reads (list[Path]).
+
+        `params` holds every constructor parameter, defaults filled in (as in the cache key).
+        The runner fingerprints these paths (`aist_core.fingerprint`) into the key of the stage
+        that uses the component, so adding a photo to a folder reruns that stage. Default: the
+        non-empty str/Path values of parameters annotated `Path` or named `root`, `path`,
+        `weights` or ending in `_root`, `_dir`, `_path`, `_file`. Override to be exact (e.g. to add a
+        weights file a parameter does not name). Raises nothing.
+        """
+        import inspect
+        import typing
+
+        try:
+            hints = typing.get_type_hints(cls.__init__)
+        except Exception:  # unresolvable annotations: fall back to their text
+            hints = {}
+        out: list[Path] = []
+        for name, param in inspect.signature(cls.__init__).parameters.items():
+            hint = hints.get(name, param.annotation)
+            by_type = hint is Path or Path in typing.get_args(hint) or (isinstance(hint, str) and "Path" in hint)
+            by_name = name in cls.PATH_PARAM_NAMES or name.endswith(cls.PATH_PARAM_SUFFIXES)
+            value = params.get(name)
+            if (by_type or by_name) and isinstance(value, (str, Path)) and str(value):
+                out.append(Path(value).expanduser())
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,7 +230,7 @@ class AnnotationLoss(Component):
 
     kind = "annotation_loss"
 
-    def __init__(self, weight_a2b: float = 1.0, weight_b2a: float = 1.0):
+    def __init__(self, weight_a2b: NonNegativeFloat = 1.0, weight_b2a: NonNegativeFloat = 1.0):
         self.weight_a2b = float(weight_a2b)
         self.weight_b2a = float(weight_b2a)
 
@@ -220,10 +255,16 @@ class Translator(Component):
     `save(path)` / `load(path)` write and read the trained weights (a folder).
     `stylize(images)` maps a batch of (B, H, W, 4) uint8 RGBA renders of domain A to domain B and
     returns the same shape and dtype; the alpha channel is returned unchanged, so masks carry over.
+    Background: where alpha == 0 the returned RGB is black (0, 0, 0), "pure black means
+    background" (seed report 4.1.1), unless the class sets `background = "generated"`: its RGB
+    there is the generator's own output, left unmasked so the stylize stage can measure the
+    mask the generator implies (`alpha_iou`; CycleGAN). Outputs are checked at the plugin
+    boundary (`aist_core.boundary.stylize_problems`) and by `TranslatorContract`.
     """
 
     kind = "translator"
     losses: Sequence[AnnotationLoss] = ()
+    background: ClassVar[str] = "black"  # or "generated": see the docstring
 
     @abc.abstractmethod
     def fit(self, domain_a: Path, domain_b: Path, workdir: Path, ctx: "StageContext") -> None:

@@ -1,19 +1,22 @@
 """Plugin discovery: entry points in group "aist", one pluggy hook, lazy "module:Class" targets.
 
 Discovery never imports a component module. Each entry point's hook module is imported on its
-own; one that fails is reported in a single warning line naming its distribution and the
-exception, and the others keep working (set AIST_STRICT_PLUGINS=1 to make it fatal). Two
-plugins registering the same kind and name are reported with both distributions named; the
-first one found keeps the name.
+own. Whatever goes wrong with one plugin -- its module fails to import, its hook raises, it
+registers an unknown kind or a target that is not "module:Class", or it registers nothing at
+all (no `@hookimpl`, a misspelt hook name) -- is one warning line on stderr naming its
+distribution, printed once per process and kept in `Registry.failures`; the others keep
+working. Set AIST_STRICT_PLUGINS=1 to make any of these fatal (a PluginError). Two plugins
+registering the same kind and name are reported with both distributions named; the first one
+found keeps the name.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import os
 import sys
-import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Iterator
@@ -66,11 +69,13 @@ class Registry:
         self.distributions[distribution] = version
         return Registrar(self, distribution, version)
 
-    def _add(self, entry: Entry) -> None:
-        if entry.kind not in KINDS:
-            raise PluginError(f"{entry.distribution}: unknown kind {entry.kind!r}; kinds are {', '.join(KINDS)}")
-        if ":" not in entry.target:
-            raise PluginError(f"{entry.distribution}: target {entry.target!r} must be 'module:Class'")
+    def _add(self, entry: Entry) -> bool:
+        """Record one registration; a malformed one is a failure of its distribution (one
+        warning line, or a PluginError under AIST_STRICT_PLUGINS=1) and is skipped."""
+        problem = _registration_problem(entry)
+        if problem:
+            _record_failure(self, entry.distribution, problem)
+            return False
         key = (entry.kind, entry.name)
         if key in self.entries:
             first = self.entries[key]
@@ -81,8 +86,9 @@ class Registry:
                 f"aist: {entry.kind} {entry.name!r} is registered by both {first.distribution} and "
                 f"{entry.distribution}; using {first.distribution}"
             )
-            return
+            return False
         self.entries[key] = entry
+        return True
 
     # -- lookup ---------------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
@@ -111,13 +117,36 @@ class Registrar:
     registry: Registry
     distribution: str
     version: str
+    added: int = 0  # registrations accepted: a hook that adds nothing is reported
 
     def add(self, kind: str, name: str, target: str) -> None:
-        self.registry._add(Entry(kind, name, target, self.distribution, self.version))
+        """Register `name` under `kind` ("annotation_loss", ...) with a lazy "module:Class" target."""
+        if self.registry._add(Entry(kind, name, target, self.distribution, self.version)):
+            self.added += 1
+
+
+def _registration_problem(entry: Entry) -> str | None:
+    """Why a registration is malformed (unknown kind, bad name or target), or None."""
+    if entry.kind not in KINDS:
+        close = difflib.get_close_matches(str(entry.kind).replace("-", "_"), KINDS, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"registry.add: unknown kind {entry.kind!r}{hint} (kinds: {', '.join(KINDS)})"
+    if not isinstance(entry.name, str) or not entry.name:
+        return f"registry.add: {entry.kind} name must be a non-empty string, got {entry.name!r}"
+    module, sep, attr = entry.target.partition(":") if isinstance(entry.target, str) else ("", "", "")
+    if not (sep and all(p.isidentifier() for p in module.split(".")) and all(p.isidentifier() for p in attr.split("."))):
+        return f"registry.add: {entry.kind} {entry.name!r}: target {entry.target!r} must be 'module:Class'"
+    return None
+
+
+_PRINTED: set[str] = set()
 
 
 def _warn(message: str) -> None:
-    print(message, file=sys.stderr)
+    """Print a warning line on stderr, once per process (discovery may run more than once)."""
+    if message not in _PRINTED:
+        _PRINTED.add(message)
+        print(message, file=sys.stderr)
 
 
 def _strict() -> bool:
@@ -132,35 +161,60 @@ def discover(extra_plugins: list[tuple[str, object]] | None = None) -> Registry:
     registry = Registry()
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    sources: list[tuple[str, str, object]] = []
+    sources: list[tuple[str, str, str, object]] = []
     for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         dist = ep.dist.name if ep.dist is not None else ep.name
         version = ep.dist.version if ep.dist is not None else "unknown"
+        where = f"entry point {ep.name} = {ep.value!r}"
         try:
-            sources.append((dist, version, ep.load()))
+            sources.append((dist, version, where, ep.load()))
         except Exception as exc:
-            _record_failure(registry, dist, f"{type(exc).__name__}: {exc}")
+            _record_failure(registry, dist, f"{where}: {type(exc).__name__}: {_one_line(exc)}")
     for dist, plugin in extra_plugins or []:
-        sources.append((dist, "local", plugin))
-    for dist, version, plugin in sources:
+        sources.append((dist, "local", f"plugin {getattr(plugin, '__name__', type(plugin).__name__)}", plugin))
+    for dist, version, where, plugin in sources:
         try:
             pm.register(plugin, name=f"{dist}:{id(plugin)}")
-            for impl in pm.hook.aist_register.get_hookimpls():
-                if impl.plugin is plugin:
-                    impl.function(registry=registry.registrar(dist, version))
+            impls = [impl for impl in pm.hook.aist_register.get_hookimpls() if impl.plugin is plugin]
+            if not impls:
+                _record_failure(registry, dist, f"{where} registers nothing: {_missing_hook_hint(plugin)}")
+                continue
+            for impl in impls:
+                registrar = registry.registrar(dist, version)
+                impl.function(registry=registrar)
+                if not registrar.added and not any(f["distribution"] == dist for f in registry.failures):
+                    _record_failure(registry, dist, f"{where}: aist_register ran but added no components")
         except PluginError:
-            raise
+            raise  # strict mode: already one line naming the distribution
         except Exception as exc:
-            _record_failure(registry, dist, f"{type(exc).__name__}: {exc}")
+            _record_failure(registry, dist, f"{where}: aist_register raised {type(exc).__name__}: {_one_line(exc)}")
     return registry
 
 
+def _missing_hook_hint(plugin: object) -> str:
+    """Why a hook module registered nothing: a misspelt hook name, or no @hookimpl at all."""
+    names = [n for n in dir(plugin) if not n.startswith("__")]
+    marked = [n for n in names if getattr(getattr(plugin, n, None), f"{hookspecs.PROJECT}_impl", None) is not None]
+    close = difflib.get_close_matches("aist_register", names, n=1, cutoff=0.7)
+    if marked:
+        return f"@hookimpl function(s) {', '.join(marked)} match no AIST hook; the hook is named aist_register"
+    if close:
+        return f"{close[0]} is not marked @hookimpl (from aist_core.hookspecs import hookimpl)"
+    return "no @hookimpl def aist_register(registry) in the module"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] + ("..." if len(text) > 300 else "")
+
+
 def _record_failure(registry: Registry, distribution: str, error: str) -> None:
+    """One warning line naming the distribution (printed once per process), kept in
+    `registry.failures`; under AIST_STRICT_PLUGINS=1 a PluginError instead."""
     registry.failures.append({"distribution": distribution, "error": error})
     if _strict():
-        raise PluginError(f"plugin {distribution} failed to load: {error}")
-    warnings.warn(f"aist: plugin {distribution} failed to load and is skipped: {error}", stacklevel=3)
-    _warn(f"aist: warning: plugin {distribution} failed to load and is skipped: {error}")
+        raise PluginError(f"plugin {distribution} is broken ({STRICT_ENV}=1): {error}")
+    _warn(f"aist: warning: plugin {distribution}: {error} -- skipped")
 
 
 _DEFAULT: Registry | None = None

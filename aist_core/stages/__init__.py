@@ -8,16 +8,36 @@ name) so they can be tested without a runner.
 returns; the returned dict is the stage's report values. The helpers below are how a stage
 finds its components and its input nodes' folders: a dataset node holds `synthetic/` and
 `photos/`; a normalize node and a stylize node are views datasets themselves.
+
+Components reach a stage behind the plugin boundary (`aist_core.boundary`): an error inside a
+plugin, or an output that breaks its interface's rules, is a `ComponentError` naming the kind,
+the registered name and the distribution, before anything is written.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from aist_core.boundary import ComponentError, Origin, checked
+
+
+def build(spec, registry):
+    """A recipe's component (a `recipe.ComponentSpec`) built behind the boundary; a constructor
+    that raises is a ComponentError naming it. Nested components (a translator's losses) are
+    built plain: the translator calls them in its own loop (`boundary.loss_value` checks them)."""
+    entry = registry.get(spec.kind, spec.name)
+    try:
+        component = spec.build(registry)
+    except ComponentError:
+        raise
+    except Exception as exc:
+        raise ComponentError(Origin.of(entry), f"building it: {type(exc).__name__}: {' '.join(str(exc).split())}") from exc
+    return checked(component, entry)
+
 
 def components(node) -> list:
-    """Every component the node's stage table lists, built (parameters validated)."""
-    return [spec.build(node.registry) for spec in node.spec.components]
+    """Every component the node's stage table lists, built behind the boundary."""
+    return [build(spec, node.registry) for spec in node.spec.components]
 
 
 def component(node):

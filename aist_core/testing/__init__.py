@@ -11,7 +11,17 @@ A third-party package tests its plugin by subclassing the suite of its kind:
 Every `test_*` method then runs against `EdgeLoss.example()`. The core's own test suite runs
 the same checks over every registered implementation (ids like
 `translator:cyclegan-test_preserves_shape`), see `contract_cases`.
+
+Every check's message says what was expected and what came. Under pytest the suites' asserts
+are also rewritten (registered here, before the module is imported), so values show too.
 """
+
+try:  # before importing the suites: pytest only rewrites modules registered ahead of import
+    import pytest
+
+    pytest.register_assert_rewrite("aist_core.testing.contracts")
+except ImportError:  # the kit without pytest: plain asserts, messages still say everything
+    pass
 
 from aist_core.testing.contracts import (
     SUITES,

@@ -1,6 +1,10 @@
 """The contract suites. Each `test_*` method takes only `tmp_path`, so pytest runs it in a
 subclass and `contract_cases` can call it directly for every registered implementation.
 
+Every assertion says what was expected and what came (the kit may run without pytest's assert
+rewriting), and the output rules are the plugin boundary's own (`aist_core.boundary`): a
+component that passes its suite passes the checks the stages apply at run time.
+
 Torch is imported inside the suites that need it (losses, translators, models), never at the
 top of this module.
 """
@@ -9,11 +13,14 @@ from __future__ import annotations
 
 import inspect
 import math
+import types
+import typing
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from aist_core import boundary
 from aist_core.context import StageContext
 from aist_core.dataset import ViewsDataset
 from aist_core.interfaces import (
@@ -33,6 +40,29 @@ from aist_core.interfaces import (
 from aist_core.testing.fixtures import make_photo, make_views_dataset
 
 
+def default_problem(default: Any, hint: Any) -> str | None:
+    """Why a parameter's default contradicts its annotation (`hint`, extras included), or None:
+    the default must be a value the recipe loader would accept for it (type, choices, ranges)."""
+    from aist_core.constraints import check_value
+    from aist_core.recipe import _plain, _type_ok
+
+    value = _plain(default)  # as a recipe would hold it: lists for tuples, strings for Paths
+    plain = _strip_annotated(hint)
+    if not _type_ok(value, plain):
+        return f"default {default!r} is not of type {_hint_name(plain)}"
+    problem = check_value(value, hint)
+    return f"default {default!r} {problem}" if problem else None
+
+
+def _strip_annotated(hint: Any) -> Any:
+    """`hint` without `Annotated[...]` metadata, at any depth (what the loader's type check sees)."""
+    return typing.get_type_hints(types.SimpleNamespace(__annotations__={"x": hint}))["x"] if hint is not Any else hint
+
+
+def _hint_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "") if typing.get_args(hint) else getattr(hint, "__name__", str(hint))
+
+
 class ComponentContract:
     """Checks every plugin kind shares."""
 
@@ -50,19 +80,59 @@ class ComponentContract:
 
     def test_example_is_an_instance(self, tmp_path):
         component = self.make()
-        assert isinstance(component, self.component_class)
-        assert isinstance(component, self.interface)
+        name = self.component_class.__name__
+        assert isinstance(component, self.component_class), \
+            f"{name}.example() returned a {type(component).__name__}, expected a {name}"
+        assert isinstance(component, self.interface), \
+            f"{name} is not a {self.interface.__name__}: subclass the interface of its kind"
 
     def test_parameters_are_recipe_compatible(self, tmp_path):
-        """Every constructor parameter is keyword-usable and has a default (recipes pass names)."""
-        for name, param in inspect.signature(self.component_class.__init__).parameters.items():
+        """Every constructor parameter is keyword-usable, has a default and a type annotation
+        the default agrees with (recipes pass names; the loader checks values by the types)."""
+        cls = self.component_class
+        try:
+            hints = typing.get_type_hints(cls.__init__, include_extras=True)
+        except Exception as exc:
+            raise AssertionError(f"{cls.__name__}.__init__: annotations cannot be resolved "
+                                 f"({type(exc).__name__}: {exc}); import what they name at module level") from None
+        for name, param in inspect.signature(cls.__init__).parameters.items():
             if name == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
                 continue
-            assert param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY), name
-            assert param.default is not inspect.Parameter.empty, f"parameter {name!r} has no default"
+            where = f"{cls.__name__}.__init__ parameter {name!r}"
+            assert param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY), \
+                f"{where} is positional-only, expected usable by keyword (recipes pass names)"
+            assert param.default is not inspect.Parameter.empty, \
+                f"{where} has no default, expected one (a recipe may leave any parameter out)"
+            assert name in hints, \
+                f"{where} has no type annotation, expected one (e.g. `{name}: float = {param.default!r}`): " \
+                "the recipe loader checks values against it"
+            problem = default_problem(param.default, hints[name])
+            assert problem is None, f"{where}: {problem} (annotation {_hint_name(hints[name])})"
 
     def test_documented(self, tmp_path):
-        assert inspect.getdoc(self.component_class), "the class needs a docstring (aist show prints it)"
+        """The class has a docstring of its own (`aist show` prints it); an inherited one (the
+        interface's) says nothing about this component."""
+        cls = self.component_class
+        own = cls.__dict__.get("__doc__")
+        assert isinstance(own, str) and own.strip(), \
+            f"{cls.__name__} has no docstring of its own, expected one saying what it does and citing its " \
+            f"source (inspect.getdoc would show {next(k.__name__ for k in cls.__mro__[1:] if k.__doc__)}'s instead)"
+
+    def test_base_init_is_called(self, tmp_path):
+        """What the interface's own __init__ sets is there (a forgotten super().__init__())."""
+        component = self.make()
+        for base in self.interface.__mro__:
+            if "__init__" not in base.__dict__ or base in (object, Component):
+                continue
+            probe = types.SimpleNamespace()
+            try:
+                base.__init__(probe)
+            except TypeError:  # a base __init__ that needs arguments: nothing to compare
+                continue
+            missing = [attr for attr in vars(probe) if not hasattr(component, attr)]
+            assert not missing, \
+                f"{self.component_class.__name__}.example() has no {', '.join(missing)}, which " \
+                f"{base.__name__}.__init__ sets: call super().__init__(...) in __init__"
 
 
 # ---------------------------------------------------------------------------- datasets
@@ -75,19 +145,23 @@ class DatasetSourceContract(ComponentContract):
 
     def test_builds_readable_views_datasets(self, tmp_path):
         summary, _ = self._build(tmp_path / "out")
-        assert isinstance(summary, dict)
+        assert isinstance(summary, dict), f"build() returned {type(summary).__name__}, expected a dict of counts"
         domains = [d for d in ("synthetic", "photos") if (tmp_path / "out" / d / "dataset.json").is_file()]
-        assert domains, "build() wrote neither synthetic/ nor photos/"
+        assert domains, "build() wrote neither synthetic/dataset.json nor photos/dataset.json, expected at least one"
         for domain in domains:
             data = ViewsDataset(tmp_path / "out" / domain)
-            assert len(data) > 0
+            assert len(data) > 0, f"{domain}/ holds no records, expected at least one"
             for rec in data.records():
-                assert {"id", "image", "split"} <= set(rec)
-                assert rec["split"] in ("train", "val", "test")
+                missing = {"id", "image", "split"} - set(rec)
+                assert not missing, f"{domain} record {rec.get('id')!r} lacks {sorted(missing)}"
+                assert rec["split"] in ("train", "val", "test"), \
+                    f"{domain} record {rec['id']!r}: split {rec['split']!r}, expected train, val or test"
                 image = data.image(rec, "RGBA" if domain == "synthetic" else "RGB")
-                assert image.dtype == np.uint8 and image.ndim == 3
+                assert image.dtype == np.uint8 and image.ndim == 3, \
+                    f"{domain} record {rec['id']!r}: image is {image.shape} {image.dtype}, expected (H, W, C) uint8"
                 if "quaternion" in rec:
-                    assert abs(np.linalg.norm(rec["quaternion"]) - 1.0) < 1e-5
+                    norm = float(np.linalg.norm(rec["quaternion"]))
+                    assert abs(norm - 1.0) < 1e-5, f"{domain} record {rec['id']!r}: quaternion norm {norm}, expected 1"
 
     def test_rebuild_is_idempotent(self, tmp_path):
         self._build(tmp_path / "out")
@@ -98,7 +172,8 @@ class DatasetSourceContract(ComponentContract):
             if views.is_file():
                 images = [p for p in first if p.parts[0] == domain and p.parts[1] == "images"]
                 for rel in images:
-                    assert (tmp_path / "out" / rel).stat().st_mtime_ns == first[rel], f"{rel} was rewritten"
+                    assert (tmp_path / "out" / rel).stat().st_mtime_ns == first[rel], \
+                        f"a second build() rewrote {rel}, expected it to finish missing items and redo nothing"
 
 
 # ---------------------------------------------------------------------------- curation
@@ -109,21 +184,17 @@ class SegmenterContract(ComponentContract):
         rng = np.random.default_rng(0)
         (a, _, box_a), (b, _, box_b) = make_photo(rng), make_photo(rng, 80, 112)
         result = self.make().segment([a, b], [box_a, box_b])
-        assert isinstance(result, list) and len(result) == 2
-        for image, instances in zip((a, b), result):
-            for inst in instances:
-                assert isinstance(inst, Instance)
-                assert inst.mask.shape == image.shape[:2] and inst.mask.dtype == bool
-                assert len(inst.box) == 4 and inst.box[0] <= inst.box[2] and inst.box[1] <= inst.box[3]
-                assert 0.0 <= inst.score <= 1.0 and isinstance(inst.label, str)
+        problems = boundary.segment_problems([a, b], result)
+        assert not problems, f"segment() broke the Segmenter rule: {'; '.join(problems)}"
 
     def test_deterministic(self, tmp_path):
         image, _, box = make_photo(np.random.default_rng(1))
         seg = self.make()
         first, second = seg.segment([image], [box])[0], seg.segment([image], [box])[0]
-        assert len(first) == len(second)
-        for x, y in zip(first, second):
-            assert np.array_equal(x.mask, y.mask) and x.label == y.label
+        assert len(first) == len(second), f"two segment() calls found {len(first)} and {len(second)} instances, expected equal"
+        for i, (x, y) in enumerate(zip(first, second)):
+            assert np.array_equal(x.mask, y.mask) and x.label == y.label, \
+                f"instance {i} differs between two identical segment() calls ({x.label!r} vs {y.label!r}), expected deterministic"
 
 
 class FilterContract(ComponentContract):
@@ -132,13 +203,14 @@ class FilterContract(ComponentContract):
     def test_returns_none_or_its_reason(self, tmp_path):
         rng = np.random.default_rng(2)
         flt = self.make()
-        assert isinstance(flt.reason, str) and flt.reason
+        assert isinstance(flt.reason, str) and flt.reason, f"reason is {flt.reason!r}, expected a non-empty string"
         for _ in range(4):
             image, mask, box = make_photo(rng)
             inst = Instance(mask=mask, box=tuple(float(v) for v in box[0]), label="car", score=float(rng.uniform()))
             verdict = flt.check(image, inst)
-            assert verdict is None or verdict == flt.reason
-            assert verdict == flt.check(image, inst), "filters must be deterministic"
+            assert verdict is None or verdict == flt.reason, f"check() returned {verdict!r}, expected None or {flt.reason!r}"
+            again = flt.check(image, inst)
+            assert verdict == again, f"check() returned {verdict!r} then {again!r} for the same instance, expected deterministic"
 
 
 class NormalizerContract(ComponentContract):
@@ -152,55 +224,77 @@ class NormalizerContract(ComponentContract):
         inst = Instance(mask=mask, box=tuple(float(v) for v in box[0]), label="car", score=0.9)
         crop = norm.normalize(image, inst, np.random.default_rng(0))
         again = norm.normalize(image, inst, np.random.default_rng(0))
-        assert crop.dtype == np.uint8 and crop.ndim == 3 and crop.shape[2] == 4
-        assert crop.shape[0] == crop.shape[1] == norm.size
-        assert np.array_equal(crop, again), "same rng seed must give the same crop"
-        assert crop[..., 3].any() and not crop[..., 3].all()
+        problems = boundary.crop_problems(crop, int(norm.size))
+        assert not problems, f"normalize() broke the Normalizer rule: {'; '.join(problems)}"
+        assert np.array_equal(crop, again), "two normalize() calls with the same rng seed gave different crops, expected equal"
+        assert crop[..., 3].any() and not crop[..., 3].all(), \
+            f"alpha covers {float((crop[..., 3] > 0).mean()):.0%} of the crop, expected the object and some background"
         inside = crop[..., 3] > 0
-        assert not np.any(np.all(crop[inside, :3] == 0, axis=-1)), "pure black inside the object (colour correction)"
+        black = int(np.count_nonzero(np.all(crop[inside, :3] == 0, axis=-1)))
+        assert black == 0, f"{black} pure-black pixel(s) inside the object, expected none (pure black means background)"
 
 
 # ---------------------------------------------------------------------------- translation
 class AnnotationLossContract(ComponentContract):
-    interface = AnnotationLoss
+    """Each check runs in both input modes of the interface: RGB (C = 3) and true-alpha RGBA
+    (C = 4, alpha in channel 3)."""
 
-    def _batch(self):
+    interface = AnnotationLoss
+    MODES: ClassVar[tuple[int, ...]] = (3, 4)
+
+    def _batch(self, channels: int = 3):
         import torch
 
         g = torch.Generator().manual_seed(0)
-        source = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
-        source[:, :, :8] = -1.0  # a background band: "pure black" in [-1, 1]
+        source = torch.rand(2, channels, 32, 32, generator=g) * 2 - 1
+        source[:, :, :8] = -1.0  # a background band: "pure black" (and alpha 0) in [-1, 1]
+        if channels == 4:
+            source[:, 3, 8:] = 1.0  # alpha: opaque below the band
         return source
 
     def test_scalar_nonnegative_finite(self, tmp_path):
         import torch
 
         loss = self.make()
-        source = self._batch()
-        value = loss(source, torch.tanh(source + 0.3), {})
-        assert value.ndim == 0 and torch.isfinite(value) and value.item() >= 0
+        for channels in self.MODES:
+            source = self._batch(channels)
+            translated = torch.tanh(source + 0.3).requires_grad_(True)
+            value = loss(source, translated, {})
+            problems = boundary.loss_problems(value, translated)
+            assert not problems, f"C={channels}: forward() broke the AnnotationLoss rule: {'; '.join(problems)}"
+            assert torch.isfinite(value) and value.item() >= 0, f"C={channels}: value {value.item()}, expected finite and >= 0"
 
     def test_small_for_identity(self, tmp_path):
         loss = self.make()
-        source = self._batch()
-        moved = (source + 0.5).clamp(-1, 1)
-        assert loss(source, source.clone(), {}).item() <= loss(source, moved, {}).item() + 1e-6
+        for channels in self.MODES:
+            source = self._batch(channels)
+            moved = (source + 0.5).clamp(-1, 1)
+            same, other = loss(source, source.clone(), {}).item(), loss(source, moved, {}).item()
+            assert same <= other + 1e-6, \
+                f"C={channels}: loss(x, x) = {same:.6g} exceeds loss(x, x + 0.5) = {other:.6g}, expected the identity lowest"
 
     def test_gradient_reaches_translated(self, tmp_path):
         import torch
 
         loss = self.make()
-        source = self._batch()
-        translated = torch.tanh(source.clone() * 0.5 + 0.1).requires_grad_(True)
-        loss(source, translated, {}).backward()
-        assert translated.grad is not None and torch.isfinite(translated.grad).all()
-        assert translated.grad.abs().sum() > 0
+        for channels in self.MODES:
+            source = self._batch(channels)
+            translated = torch.tanh(source.clone() * 0.5 + 0.1).requires_grad_(True)
+            loss(source, translated, {}).backward()
+            assert translated.grad is not None, f"C={channels}: no gradient reached `translated`, expected one"
+            bad = int((~torch.isfinite(translated.grad)).sum())
+            assert bad == 0, f"C={channels}: {bad} gradient value(s) are NaN or infinite, expected all finite"
+            assert translated.grad.abs().sum() > 0, f"C={channels}: the gradient is all zero, expected it to move the generator"
 
     def test_shared_cache_gives_same_value(self, tmp_path):
-        loss, source = self.make(), self._batch()
-        translated = (source * 0.8).clamp(-1, 1)
-        cache: dict = {}
-        assert abs(loss(source, translated, cache).item() - loss(source, translated, cache).item()) < 1e-6
+        loss = self.make()
+        for channels in self.MODES:
+            source = self._batch(channels)
+            translated = (source * 0.8).clamp(-1, 1)
+            cache: dict = {}
+            first, second = loss(source, translated, cache).item(), loss(source, translated, cache).item()
+            assert abs(first - second) < 1e-6, \
+                f"C={channels}: {first:.6g} then {second:.6g} with a shared cache, expected the same value"
 
 
 class TranslatorContract(ComponentContract):
@@ -221,8 +315,20 @@ class TranslatorContract(ComponentContract):
         translator, data = self._fitted(tmp_path)
         images = np.stack([data.image(r) for r in data.records()[:3]])
         out = translator.stylize(images)
-        assert out.shape == images.shape and out.dtype == np.uint8
-        assert np.array_equal(out[..., 3], images[..., 3]), "alpha must be carried over unchanged"
+        problems = boundary.stylize_problems(images, out, background="generated")  # shape, dtype, alpha
+        assert not problems, f"stylize() broke the Translator rule: {'; '.join(problems)}"
+
+    def test_background_is_black_where_alpha_is_zero(self, tmp_path):
+        """Where alpha == 0 the RGB is (0, 0, 0), unless the class declares
+        `background = "generated"` (its generator paints the background; see Translator)."""
+        background = getattr(self.component_class, "background", "black")
+        assert background in ("black", "generated"), f"background = {background!r}, expected 'black' or 'generated'"
+        if background == "generated":
+            return
+        translator, data = self._fitted(tmp_path)
+        images = np.stack([data.image(r) for r in data.records()[:3]])
+        problems = boundary.stylize_problems(images, translator.stylize(images), background)
+        assert not problems, f"stylize() broke the Translator rule: {'; '.join(problems)}"
 
     def test_save_load_roundtrip(self, tmp_path):
         translator, data = self._fitted(tmp_path)
@@ -230,7 +336,9 @@ class TranslatorContract(ComponentContract):
         translator.save(tmp_path / "weights")
         fresh = self.make()
         fresh.load(tmp_path / "weights")
-        assert np.array_equal(fresh.stylize(images), translator.stylize(images))
+        before, after = translator.stylize(images), fresh.stylize(images)
+        differ = int(np.count_nonzero(before != after))
+        assert differ == 0, f"after save() and load() into a fresh instance, {differ} value(s) of stylize() differ, expected none"
 
 
 # ---------------------------------------------------------------------------- shape and pose
@@ -241,10 +349,8 @@ class ShapePoseModelContract(ComponentContract):
         data_root = make_views_dataset(tmp_path / "d", n_objects=2, views=2, size=self.make_size(), seed=0)
         data = ViewsDataset(data_root)
         images = np.stack([data.image(r) for r in data.records()[:3]])
-        points, quats = self.make().predict(images)
-        assert points.ndim == 3 and points.shape[0] == 3 and points.shape[2] == 3
-        assert np.all(np.abs(points) <= 0.5 + 1e-5)
-        assert quats.shape == (3, 4) and np.allclose(np.linalg.norm(quats, axis=1), 1.0, atol=1e-4)
+        problems = boundary.prediction_problems(images, self.make().predict(images))
+        assert not problems, f"predict() broke the ShapePoseModel rule: {'; '.join(problems)}"
 
     def test_fit_save_load(self, tmp_path):
         data_root = make_views_dataset(tmp_path / "d", n_objects=6, views=4, size=self.make_size(), seed=0)
@@ -257,7 +363,8 @@ class ShapePoseModelContract(ComponentContract):
         images = np.stack([data.image(r) for r in data.records()[:2]])
         p1, q1 = model.predict(images)
         p2, q2 = fresh.predict(images)
-        assert np.allclose(p1, p2, atol=1e-5) and np.allclose(q1, q2, atol=1e-5)
+        gap = max(float(np.abs(np.asarray(p1) - np.asarray(p2)).max()), float(np.abs(np.asarray(q1) - np.asarray(q2)).max()))
+        assert gap <= 1e-5, f"after save() and load() into a fresh instance predictions differ by {gap:.3g}, expected <= 1e-5"
 
     def make_size(self) -> int:
         return int(getattr(self.make(), "image_size", 64))
@@ -282,14 +389,21 @@ class MetricContract(ComponentContract):
         rng = np.random.default_rng(0)
         metric = self.make()
         metric.fit(self._evalset(rng, True))
-        values = metric.compute(self._evalset(rng, True))
-        assert values and all(isinstance(v, float) and math.isfinite(v) for v in values.values())
+        test = self._evalset(rng, True)
+        values = metric.compute(test)
+        assert values, "compute() returned nothing on a set with ground truth, expected numbers"
+        problems = boundary.numbers_problems(values)
+        assert not problems, f"compute() broke the Metric rule: {'; '.join(problems)}"
+        samples = metric.samples(test)
+        problems = boundary.samples_problems(test, samples)
+        assert not problems, f"samples() broke the Metric rule: {'; '.join(problems)}"
 
     def test_no_truth_no_numbers(self, tmp_path):
         """Without ground truth a metric returns {} instead of failing: it runs on every set."""
         metric = self.make()
         metric.fit(self._evalset(np.random.default_rng(0), True))
-        assert metric.compute(self._evalset(np.random.default_rng(1), False)) == {}
+        values = metric.compute(self._evalset(np.random.default_rng(1), False))
+        assert values == {}, f"compute() without ground truth returned {values!r}, expected {{}}"
 
 
 # ---------------------------------------------------------------------------- domain gap
@@ -326,28 +440,34 @@ class DomainGapContract(ComponentContract):
 
         images, reference = self._sets()
         values = self.make().compute(images, reference, seed=0)
-        assert isinstance(values, dict) and values, "compute() must return a non-empty dict"
-        json.dumps(values, allow_nan=False)
+        assert isinstance(values, dict) and values, f"compute() returned {values!r}, expected a non-empty dict"
+        try:
+            json.dumps(values, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise AssertionError(f"compute() returned values JSON cannot hold ({exc}), expected plain finite numbers") from None
 
         def finite(v):
             return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
         for key, value in values.items():
             if key.endswith("_missing"):
-                assert isinstance(value, str) and value and "\n" not in value, f"{key}: one-line reason"
+                assert isinstance(value, str) and value and "\n" not in value, \
+                    f"{key} is {value!r}, expected a one-line reason string"
             elif value is None:
-                assert isinstance(values.get(f"{key}_missing"), str), f"{key} is None without {key}_missing"
+                assert isinstance(values.get(f"{key}_missing"), str), \
+                    f"{key} is None and {key}_missing is {values.get(f'{key}_missing')!r}, expected a reason string"
             elif isinstance(value, list):
-                assert value and all(finite(v) for v in value), f"{key}: {value}"
+                assert value and all(finite(v) for v in value), f"{key} is {value!r}, expected a list of finite numbers"
                 if len(value) == 2 and key.endswith(("ci95", "interval")):
-                    assert value[0] <= value[1], f"{key}: low above high"
+                    assert value[0] <= value[1], f"{key} is {value!r}, expected [low, high] with low <= high"
             else:
-                assert finite(value), f"{key}: {value!r} is not a finite number"
+                assert finite(value), f"{key} is {value!r}, expected a finite number"
 
     def test_deterministic_under_seed(self, tmp_path):
         images, reference = self._sets()
         gap = self.make()
-        assert gap.compute(images, reference, seed=3) == gap.compute(images, reference, seed=3)
+        first, second = gap.compute(images, reference, seed=3), gap.compute(images, reference, seed=3)
+        assert first == second, f"two compute() calls with seed 3 gave {first!r} and {second!r}, expected equal"
 
     def test_background_pixels_do_not_matter(self, tmp_path):
         images, reference = self._sets()
@@ -357,7 +477,8 @@ class DomainGapContract(ComponentContract):
         for batch in (images, reference):
             background = batch[..., 3] == 0
             batch[background, :3] = rng.integers(0, 256, size=(int(background.sum()), 3), dtype=np.uint8)
-        assert gap.compute(images, reference, seed=1) == before, "background RGB changed the result"
+        after = gap.compute(images, reference, seed=1)
+        assert after == before, f"background RGB (alpha == 0) changed the result from {before!r} to {after!r}, expected no change"
 
     def test_too_few_images_raise(self, tmp_path):
         import pytest
@@ -367,8 +488,10 @@ class DomainGapContract(ComponentContract):
         gap = self.make()
         with pytest.raises(ValueError):
             gap.compute(images[:few], reference, seed=0)
+            pytest.fail(f"compute() with {few} image(s) returned, expected ValueError (min_images = {few + 1})")
         with pytest.raises(ValueError):
             gap.compute(images, reference[:few], seed=0)
+            pytest.fail(f"compute() with {few} reference image(s) returned, expected ValueError")
 
 
 SUITES: dict[str, type[ComponentContract]] = {

@@ -45,10 +45,71 @@ def test_duplicate_names_are_reported_with_both_plugins(capsys):
 
 
 def test_a_failing_hook_is_one_warning_and_others_still_work(capsys):
-    with pytest.warns(UserWarning, match="broken-dist"):
-        registry = discover(extra_plugins=[("broken-dist", Exploding())])
-    assert registry.failures == [{"distribution": "broken-dist", "error": "RuntimeError: boom in hook"}]
+    registry = discover(extra_plugins=[("broken-dist", Exploding())])
+    assert registry.failures == [
+        {"distribution": "broken-dist", "error": "plugin Exploding: aist_register raised RuntimeError: boom in hook"}
+    ]
     assert registry.get("annotation_loss", "edge")  # the others still work
+    discover(extra_plugins=[("broken-dist", Exploding())])  # discovery again: no second line
+    lines = [line for line in capsys.readouterr().err.splitlines() if "broken-dist" in line]
+    assert lines == ["aist: warning: plugin broken-dist: plugin Exploding: aist_register raised RuntimeError: boom in hook -- skipped"]
+
+
+class Misregistering:
+    @hookimpl
+    def aist_register(self, registry):
+        registry.add("annotation-loss", "hyphen", "pkg.mod:Loss")
+        registry.add("metric", "no-colon", "pkg.mod.Metric")
+        registry.add("metric", "fine", "pkg.mod:Metric")
+
+
+def test_malformed_registrations_are_skipped_one_line_each(capsys):
+    registry = discover(extra_plugins=[("misregistering", Misregistering())])
+    errors = [f["error"] for f in registry.failures if f["distribution"] == "misregistering"]
+    assert len(errors) == 2, errors
+    assert "unknown kind 'annotation-loss'; did you mean 'annotation_loss'?" in errors[0]
+    assert "target 'pkg.mod.Metric' must be 'module:Class'" in errors[1]
+    assert registry.get("metric", "fine").distribution == "misregistering"  # its good entry stays
+    assert registry.get("annotation_loss", "edge")  # and everyone else's
+    assert len([l for l in capsys.readouterr().err.splitlines() if "misregistering" in l]) == 2
+
+
+class Misspelt:
+    @hookimpl
+    def aist_registr(self, registry):
+        registry.add("metric", "never", "pkg.mod:Metric")
+
+
+class Unmarked:
+    def aist_register(self, registry):
+        registry.add("metric", "never", "pkg.mod:Metric")
+
+
+class Empty:
+    @hookimpl
+    def aist_register(self, registry):
+        pass
+
+
+@pytest.mark.parametrize(
+    "plugin,expected",
+    [
+        (Misspelt(), "aist_registr match no AIST hook; the hook is named aist_register"),
+        (Unmarked(), "aist_register is not marked @hookimpl"),
+        (Empty(), "aist_register ran but added no components"),
+    ],
+    ids=["misspelt-hook", "no-hookimpl", "adds-nothing"],
+)
+def test_a_plugin_that_registers_nothing_is_reported(plugin, expected):
+    registry = discover(extra_plugins=[("silent-dist", plugin)])
+    assert [f["distribution"] for f in registry.failures] == ["silent-dist"]
+    assert expected in registry.failures[0]["error"]
+
+
+def test_strict_mode_makes_a_malformed_registration_fatal(monkeypatch):
+    monkeypatch.setenv("AIST_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="misregistering.*unknown kind 'annotation-loss'"):
+        discover(extra_plugins=[("misregistering", Misregistering())])
 
 
 def test_unknown_name_lists_available():
@@ -98,3 +159,76 @@ def test_targets_that_are_not_components_are_refused():
     registry = discover(extra_plugins=[("bad", Bad())])
     with pytest.raises(PluginError, match="not a Metric"):
         registry.load("metric", "not-a-metric")
+
+
+# ---------------------------------------------------------------------------- installed-like plugins
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+BROKEN_MODULES = {
+    "unknown-kind": ('from aist_core.hookspecs import hookimpl\n\n@hookimpl\ndef aist_register(registry):\n'
+                     '    registry.add("annotation-loss", "mine", "fake_plugin.loss:Mine")\n',
+                     "unknown kind 'annotation-loss'"),
+    "bad-target": ('from aist_core.hookspecs import hookimpl\n\n@hookimpl\ndef aist_register(registry):\n'
+                   '    registry.add("annotation_loss", "mine", "fake_plugin.loss.Mine")\n',
+                   "must be 'module:Class'"),
+    "raising-hook": ('from aist_core.hookspecs import hookimpl\n\n@hookimpl\ndef aist_register(registry):\n'
+                     '    raise KeyError("index 3 is out of bounds")\n',
+                     "aist_register raised KeyError"),
+    "misspelt-hook": ('from aist_core.hookspecs import hookimpl\n\n@hookimpl\ndef aist_registr(registry):\n'
+                      '    registry.add("annotation_loss", "mine", "fake_plugin.loss:Mine")\n',
+                      "aist_registr match no AIST hook"),
+    "no-hookimpl": ('def aist_register(registry):\n    registry.add("annotation_loss", "mine", "fake_plugin.loss:Mine")\n',
+                    "aist_register is not marked @hookimpl"),
+}
+
+
+def installed_plugin(root, source: str, dist: str = "fake-plugin") -> dict:
+    """Install-like a distribution under `root`: a `<name>.dist-info` with METADATA and an
+    `aist` entry point, next to its module; returns an environment that puts it on sys.path."""
+    info = root / f"{dist.replace('-', '_')}-0.3.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text("[aist]\nfake = fake_plugin\n")
+    (root / "fake_plugin.py").write_text(source)
+    return dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def aist(env, *args):
+    return subprocess.run([sys.executable, "-m", "aist_core.cli", *args], capture_output=True, text=True, env=env, cwd=REPO)
+
+
+def warnings_about(stderr: str, dist: str = "fake-plugin") -> list[str]:
+    return [line for line in stderr.splitlines() if dist in line]
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_MODULES))
+def test_an_installed_broken_plugin_is_one_warning_in_aist_plugins(case, tmp_path):
+    source, expected = BROKEN_MODULES[case]
+    out = aist(installed_plugin(tmp_path, source), "plugins", "--json")
+    assert out.returncode == 0, out.stderr
+    lines = warnings_about(out.stderr)
+    assert len(lines) == 1 and lines[0].startswith("aist: warning: plugin fake-plugin:") and expected in lines[0], out.stderr
+    listed = json.loads(out.stdout)
+    assert [f["distribution"] for f in listed["failures"]] == ["fake-plugin"] and expected in listed["failures"][0]["error"]
+    assert any(row["distribution"] == "aist" for row in listed["plugins"])
+
+
+def test_an_installed_broken_plugin_breaks_no_command(tmp_path):
+    env = installed_plugin(tmp_path, BROKEN_MODULES["unknown-kind"][0])
+    checked = aist(env, "check", os.path.join(REPO, "recipes", "smoke.toml"))
+    assert checked.returncode == 0, checked.stderr
+    assert "ok" in checked.stdout
+    assert len(warnings_about(checked.stderr)) == 1 and "Traceback" not in checked.stderr, checked.stderr
+    table = aist(env, "plugins")
+    assert table.returncode == 0
+    broken = [line for line in table.stdout.splitlines() if line.startswith("broken fake-plugin:")]
+    assert len(broken) == 1 and "unknown kind 'annotation-loss'" in broken[0], table.stdout
+    assert len(warnings_about(table.stderr)) == 1
+
+
+def test_strict_mode_makes_an_installed_broken_plugin_fatal_in_one_line(tmp_path):
+    env = dict(installed_plugin(tmp_path, BROKEN_MODULES["unknown-kind"][0]), AIST_STRICT_PLUGINS="1")
+    out = aist(env, "plugins")
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 1, out.stderr
+    assert lines[0].startswith("aist plugins: plugin fake-plugin is broken (AIST_STRICT_PLUGINS=1)"), lines
