@@ -19,7 +19,7 @@ import typer
 import aist_core
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # `aist --install-completion` (bash, zsh, fish, PowerShell)
     no_args_is_help=True,
     help="AIST: annotation-invariant style transfer pipelines from TOML recipes.",
     pretty_exceptions_enable=False,
@@ -57,6 +57,9 @@ def _load_pipeline(recipe_path: Path, overrides: list[str]):
         for problem in exc.problems:
             _err(problem)
         raise typer.Exit(EXIT_USAGE) from None
+    except RecursionError:  # a recipe (or --set value) nested deeper than Python's stack
+        _err(f"{recipe_path}: recipe nested too deeply")
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _plugin_rows() -> list[dict]:
@@ -72,6 +75,24 @@ def _plugin_rows() -> list[dict]:
     return list(rows.values())
 
 
+def _complete_kinds(incomplete: str) -> list[str]:
+    """Shell completion for a component kind (hyphens or underscores)."""
+    from aist_core.interfaces import KINDS
+
+    return [k for k in KINDS if k.startswith(incomplete.replace("-", "_"))]
+
+
+def _complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion for a registered component name of the kind already typed."""
+    from aist_core.interfaces import KINDS
+    from aist_core.registry import get_registry
+
+    kind = str(ctx.params.get("kind") or "").replace("-", "_")
+    if kind not in KINDS:
+        return []
+    return [n for n in get_registry().names(kind) if n.startswith(incomplete)]
+
+
 @app.command()
 def run(
     recipe: Path = typer.Argument(..., help="Recipe TOML file."),
@@ -81,13 +102,29 @@ def run(
     workers: int = typer.Option(max(1, os.cpu_count() or 1), "--workers", help="Processes for batch stages."),
     device: str = typer.Option("cpu", "--device", help="Torch device for models: cpu, cuda, cuda:1."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    rerun: List[str] = typer.Option([], "--rerun", help="Recompute this stage (every experiment's) and all downstream of it, even if cached; repeatable."),
+    force: bool = typer.Option(False, "--force", help="Recompute every stage, even if cached."),
+    executor: str = typer.Option("local", "--executor", help="Where batch stages run: local (process pool) or ray ($RAY_ADDRESS, else a local Ray with --workers CPUs)."),
 ) -> None:
     """Run a recipe; finished stages are reused, an interrupted run resumes."""
+    from aist_core.executors import EXECUTORS, RAY_INSTALL_HINT, ray_available
+
+    if executor not in EXECUTORS:
+        _err(f"aist run: unknown --executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+        raise typer.Exit(EXIT_USAGE)
+    if executor == "ray" and not ray_available():
+        _err(f"aist run: --executor ray needs Ray, which is not installed: {RAY_INSTALL_HINT}")
+        raise typer.Exit(EXIT_USAGE)
     from aist_core.registry import get_registry
     from aist_core.report import build_report, write_reports
-    from aist_core.runner import RunSettings, StageFailed, run_pipeline
+    from aist_core.runner import RunSettings, StageFailed, run_pipeline, stages_to_rerun
 
     pipeline = _load_pipeline(recipe, set_)
+    try:
+        stages_to_rerun(pipeline, rerun, force)  # an unknown stage is a usage error, before any work
+    except ValueError as exc:
+        _err(f"aist run: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
     run_dir = out or Path("aist-runs") / pipeline.recipe.name
     cache_dir = cache or Path(os.environ.get("AIST_CACHE", "aist-runs/cache"))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -95,11 +132,13 @@ def run(
     plugins = _plugin_rows()
     (run_dir / "resolved.json").write_text(json.dumps({**pipeline.resolved(), "overrides": set_}, indent=2, default=str))
     (run_dir / "plugins.json").write_text(json.dumps({"plugins": plugins, "failures": get_registry().failures}, indent=2))
-    settings = RunSettings(cache=cache_dir, workers=workers, device=device, progress=not quiet,
+    settings = RunSettings(cache=cache_dir, workers=workers, device=device, progress=not quiet, executor=executor,
                            log_dir=run_dir / "tensorboard" if pipeline.recipe.tensorboard else None)
     try:
-        run_pipeline(pipeline, settings)
+        run_pipeline(pipeline, settings, rerun=rerun, force=force)
     except StageFailed as exc:
+        if isinstance(exc.error, OSError) and "no space left" in _os_error_line(exc.error):
+            raise exc.error from None  # a full disk is not the stage's fault: main() says so in one line
         _err(f"aist: {exc}")
         _err(f"aist: traceback in {exc.node.dir.parent / (exc.node.key + '.work') / 'error.txt'}; rerun the same command to resume")
         raise typer.Exit(EXIT_FAILED) from None
@@ -121,10 +160,15 @@ def check(
 
 @app.command()
 def plugins(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """List installed plugins: distribution, version, kinds and names, load failures."""
-    from aist_core.registry import get_registry
+    """List installed plugins: distribution, version, kinds and names, and every broken plugin
+    (failed import, raising hook, malformed registration, a hook module that registers nothing)."""
+    from aist_core.registry import PluginError, get_registry
 
-    rows = _plugin_rows()
+    try:
+        rows = _plugin_rows()
+    except PluginError as exc:  # AIST_STRICT_PLUGINS=1: one line, not a traceback
+        _err(f"aist plugins: {exc}")
+        raise typer.Exit(EXIT_FAILED) from None
     registry = get_registry()
     if as_json:
         typer.echo(json.dumps({"plugins": rows, "failures": registry.failures, "duplicates": registry.duplicates}, indent=2))
@@ -140,12 +184,17 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Machine-readable
             table.add_row(row["distribution"], row["version"], kind, ", ".join(sorted(names)))
     console = Console()
     console.print(table)
-    for failure in registry.failures:
-        console.print(f"[red]failed[/red] {failure['distribution']}: {failure['error']}")
+    from rich.markup import escape
+
+    for failure in registry.failures:  # soft_wrap: one line each, whatever the terminal width
+        console.print(f"[red]broken[/red] {escape(failure['distribution'])}: {escape(failure['error'])}", soft_wrap=True)
 
 
 @app.command()
-def show(kind: str = typer.Argument(..., help="Component kind, e.g. translator."), name: str = typer.Argument(...)) -> None:
+def show(
+    kind: str = typer.Argument(..., help="Component kind, e.g. translator.", autocompletion=lambda incomplete: _complete_kinds(incomplete)),
+    name: str = typer.Argument(..., autocompletion=lambda ctx, incomplete: _complete_names(ctx, incomplete)),
+) -> None:
     """Show a component's parameters, defaults and documentation."""
     from aist_core.interfaces import KINDS
     from aist_core.registry import PluginError, get_registry
@@ -165,14 +214,126 @@ def show(kind: str = typer.Argument(..., help="Component kind, e.g. translator."
         _err(f"aist show: {exc}")
         raise typer.Exit(EXIT_FAILED) from None
     typer.echo(f"{kind} {name}  ({entry.target}, from {entry.distribution} {entry.version})\n")
-    typer.echo(inspect.getdoc(cls) or "(no documentation)")
-    typer.echo("\nparameters:")
+    for line in _describe_component(cls, kind):
+        typer.echo(line)
+
+
+def _describe_component(cls: type, kind: str) -> list[str]:
+    """`aist show`'s text: the class's own documentation (never the interface's), its source
+    reference (the first paragraph of its module's docstring), then per parameter its type,
+    default, accepted values (`aist_core.constraints`) and its line of documentation."""
+    from aist_core.constraints import describe
+    from aist_core.interfaces import KIND_CLASSES
+    from aist_core.recipe import _hints
+
+    own = cls.__dict__.get("__doc__")
+    lines = [inspect.cleandoc(own) if own else
+             f"({cls.__name__} has no documentation of its own; `aist show` does not substitute the "
+             f"{KIND_CLASSES[kind].__name__} interface's)"]
+    module_doc = inspect.getdoc(sys.modules.get(cls.__module__))
+    if module_doc:
+        lines.append(f"\nsource: {' '.join(module_doc.split(chr(10) * 2)[0].split())}")
+    lines.append("\nparameters:")
+    hints = _hints(cls, extras=True)
+    docs = _parameter_docs(cls)
     for pname, param in inspect.signature(cls.__init__).parameters.items():
         if pname == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
             continue
-        annotation = "" if param.annotation is inspect.Parameter.empty else f": {param.annotation}".replace("typing.", "")
+        hint = hints.get(pname, param.annotation)
+        annotation = "" if hint is inspect.Parameter.empty else f": {_type_name(hint)}"
         default = "" if param.default is inspect.Parameter.empty else f" = {param.default!r}"
-        typer.echo(f"  {pname}{annotation}{default}")
+        accepts = describe(hint) if hint is not inspect.Parameter.empty else ""
+        lines.append(f"  {pname}{annotation}{default}" + (f"  [{accepts}]" if accepts else ""))
+        lines.append(f"      {docs.get(pname, '(undocumented)')}")
+    return lines
+
+
+def _type_name(hint) -> str:
+    """A parameter's plain type for `aist show`, without constraint metadata: `int`,
+    `tuple[float, float]`, `str | None`; a `Literal` shows as the type of its choices."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin is typing.Literal:
+        return " | ".join(dict.fromkeys(type(a).__name__ for a in args))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is not None:
+        inner = ", ".join("..." if a is Ellipsis else _type_name(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    if hint is type(None):
+        return "None"
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _parameter_docs(cls: type) -> dict[str, str]:
+    """Each parameter's documentation from the docstrings' `name: text` lines (the convention:
+    in the `__init__` docstring, or the class docstring; continuation lines follow until a blank
+    line or the next entry; `a / b: text` and `a, b: text` document both). Returns {parameter: its text on one line}."""
+    import re
+
+    from aist_core.interfaces import KIND_CLASSES
+
+    names = [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
+    # the __init__ in use, then the class and its plugin bases (an inherited __init__ is often
+    # documented on the base that defines it), never the interfaces
+    bases = [c for c in cls.__mro__ if c is not object and c not in KIND_CLASSES.values() and c.__name__ != "Component"]
+    texts = [inspect.getdoc(cls.__init__) or ""] + [inspect.cleandoc(c.__dict__.get("__doc__") or "") for c in bases]
+    entry = re.compile(r"^(\s*)(?:- )?`?([A-Za-z_]\w*(?:`?\s*[/,]\s*`?[A-Za-z_]\w*)*)`?:\s+(.*)$")
+    docs: dict[str, str] = {}
+    for text in texts:
+        current: list[str] = []
+        indent = 0
+        for line in text.splitlines() + [""]:
+            match = entry.match(line)
+            keys = [k.strip(" `") for k in re.split(r"[/,]", match.group(2))] if match else []
+            if match and keys and all(k in names for k in keys):
+                current, indent = keys, len(match.group(1))
+                for key in keys:
+                    docs.setdefault(key, "")
+                _append(docs, current, match.group(3))
+            elif current and line.strip() and (len(line) - len(line.lstrip()) > indent or not match):
+                _append(docs, current, line.strip())
+            else:
+                current = []
+    # several parameters documented on one line: "size: side in px. epochs: passes over ..."
+    for key in list(docs):
+        for other, text in re.findall(r"(?:^|\.\s)([a-z_]\w*):\s+(.*?)(?=\.\s[a-z_]\w*:\s|$)", docs[key]):
+            if other in names and other != key and not docs.get(other):
+                docs[other] = text.rstrip(".") + "."
+        head = re.split(r"\.\s[a-z_]\w*:\s", docs[key])[0]
+        docs[key] = head if head.endswith(".") or head.endswith(")") else head + ("." if head else "")
+    return {k: v for k, v in docs.items() if v}
+
+
+def _append(docs: dict[str, str], keys: list[str], text: str) -> None:
+    for key in keys:
+        docs[key] = f"{docs[key]} {text}".strip()
+
+
+@app.command("export")
+def export_command(
+    dataset: Path = typer.Argument(..., help="A views dataset folder, or a stage folder holding synthetic/."),
+    out: Path = typer.Argument(..., help="New or empty output folder."),
+    format_: str = typer.Option(..., "--format", help="coco (instances JSON per split) or dpc (DPC reference layout)."),
+    synth_id: str = typer.Option("02958343", "--synth-id", help="dpc: the ShapeNet synset folder name."),
+    link: bool = typer.Option(False, "--link", help="Hard-link images instead of copying them (same file system)."),
+) -> None:
+    """Export a views dataset as COCO instances or the DPC layout, with its provenance (docs/interop.md)."""
+    from aist_core.export import ExportError, export_dataset
+
+    try:
+        summary = export_dataset(dataset, out, format_, synth_id=synth_id, link=link)
+    except ExportError as exc:
+        _err(f"aist export: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    for item in summary["skipped"]:
+        _err(f"aist export: skipped {item['path']}: {item['reason']}")
+    what = f"{summary['annotations']} annotations" if format_ == "coco" else f"{summary['models']} models"
+    typer.echo(f"done: {summary['images']} images, {what}, {len(summary['skipped'])} skipped -> {out}")
 
 
 @app.command()
@@ -185,19 +346,47 @@ def report(
 
     target = out or (runs[0] if len(runs) == 1 else Path("aist-runs") / "combined")
     try:
-        combine(runs, target)
+        combine(runs, target, warn=lambda message: _err(f"aist report: {message}"))
     except FileNotFoundError as exc:
         _err(f"aist report: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except (ValueError, RecursionError) as exc:  # report.json that is not JSON, or not a report
+        _err(f"aist report: {exc if isinstance(exc, ValueError) else 'report.json nested too deeply'}")
         raise typer.Exit(EXIT_USAGE) from None
     typer.echo(f"done: {target / 'report.html'}")
 
 
 def main() -> None:
+    """Console entry point: run the app; Ctrl-C exits 1 with a resume hint instead of a traceback."""
     try:
         app()
     except KeyboardInterrupt:
         _err("aist: interrupted; rerun the same command to resume")
         sys.exit(EXIT_FAILED)
+    except OSError as exc:  # a full disk, a read-only or vanished folder: one line, not a traceback
+        _err(_os_error_line(exc))
+        sys.exit(EXIT_FAILED)
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for an operating-system error that ended a command (the first in a chain that
+    names a file, e.g. a stage's write and then its error.txt, both on a full disk)."""
+    import errno
+
+    where = next((e.filename for e in _chain(exc) if isinstance(e, OSError) and e.filename), None)
+    what = f" ({where})" if where else ""
+    if any(isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) for e in _chain(exc)):
+        return (f"aist: no space left on device{what}; free some space and rerun the same command: "
+                "finished stages are kept and the interrupted one resumes")
+    return f"aist: {exc.strerror or exc}{what}"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
 
 
 if __name__ == "__main__":

@@ -7,7 +7,14 @@ returns, so:
 - a finished stage is never recomputed (a second run of a recipe recomputes nothing);
 - a crashed run resumes: the partial folder and the stage's scratch `<key>.work/` (checkpoints)
   survive, and components pick up from what is there;
-- recipes (and experiments) that share early stages share their outputs.
+- recipes (and experiments) that share early stages share their outputs;
+- the key also covers what the recipe cannot name: a fingerprint of every file or folder a
+  component reads from outside the cache (`Component.external_inputs`) and, for a plugin
+  installed editable, of its source files (`aist_core.fingerprint`);
+- runs that share a cache take turns per stage key (a `filelock.FileLock` on
+  `<key>.lock`): a second run waits for the first and then reads its result back;
+- `run_pipeline(..., rerun=..., force=...)` recomputes stages (and what depends on them) even
+  when cached; the old folder stays in place until the new one is complete.
 
 What a stage does lives in `aist_core.stages.<stage>` (`stage_function`). Execution goes
 through `execute_node`, the one seam: a distributed engine or torchrun launcher replaces it (or the StageContext executor) without touching recipes or components.
@@ -22,18 +29,29 @@ import shutil
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from filelock import FileLock, Timeout
 
 import aist_core
-from aist_core.context import LocalExecutor, StageContext, rich_progress, write_json_atomic
-from aist_core.recipe import Recipe, ValidatedStage, validate
+from aist_core.context import StageContext, rich_progress, write_json_atomic
+from aist_core.executors import make_executor
+from aist_core.fingerprint import fingerprint_path, source_fingerprint
+from aist_core.recipe import (
+    ComponentSpec,
+    Recipe,
+    RecipeError,
+    ValidatedStage,
+    validate,
+)
 from aist_core.registry import Registry
 
 
 class StageFailed(RuntimeError):
-    def __init__(self, node: "Node", error: BaseException):
+    def __init__(self, node: Node, error: BaseException):
         self.node, self.error = node, error
         super().__init__(f"stage {node.label} failed: {type(error).__name__}: {error}")
 
@@ -43,13 +61,15 @@ class Node:
     stage: str
     label: str  # e.g. "exp2/translate"; shared stages keep the label of their first experiment
     config: dict[str, Any]
-    inputs: dict[str, "Node"]
-    work: Callable[["Node", Path, StageContext], dict[str, Any]]
+    inputs: dict[str, Node]
+    work: Callable[[Node, Path, StageContext], dict[str, Any]]
     spec: ValidatedStage | None = None
     registry: Registry | None = None  # builds the node's components
     key: str = ""
     dir: Path | None = None
     result: dict[str, Any] = field(default_factory=dict)
+    # {"inputs": {path: digest}, "sources": {distribution: digest}}: what the recipe cannot name
+    fingerprints: dict[str, Any] = field(default_factory=dict)
 
     def compute_key(self) -> str:
         payload = {
@@ -58,6 +78,8 @@ class Node:
             "inputs": {name: node.key for name, node in sorted(self.inputs.items())},
             "format": 1,
         }
+        if self.fingerprints:  # absent when empty, so such stages keep the keys they always had
+            payload["fingerprints"] = self.fingerprints
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
         self.key = digest[:16]
         return self.key
@@ -78,6 +100,7 @@ class Pipeline:
         self.recipe, self.registry = recipe, registry
         self.experiments = validate(recipe, registry)
         self.nodes: dict[str, Node] = {}  # by key, in creation (= topological) order
+        self._memo: dict[tuple, Any] = {}  # fingerprints, once per path / plugin package
         self.per_experiment: dict[str, dict[str, Node]] = {}
         for exp, stages in self.experiments.items():
             self.per_experiment[exp] = self._experiment_nodes(exp, stages)
@@ -93,6 +116,7 @@ class Pipeline:
             **(extra or {}),
         }
         node = Node(stage, f"{exp}/{stage}", config, inputs, stage_function(stage), spec, self.registry)
+        node.fingerprints = self._fingerprints(spec)
         key = node.compute_key()
         return self.nodes.setdefault(key, node)
 
@@ -143,9 +167,34 @@ class Pipeline:
                 inputs["set:real"] = nodes["normalize"]
         config = {"options": _resolved_options(spec.options, self.registry), "seed": self.recipe.seed}
         node = Node("evaluate", "evaluate", config, inputs, stage_function("evaluate"), spec, self.registry)
+        node.fingerprints = self._fingerprints(spec)
         node.compute_key()
         self.nodes[node.key] = node
         return node
+
+    def _fingerprints(self, spec: ValidatedStage | None) -> dict[str, Any]:
+        """Fingerprints of the external inputs and editable plugin sources of a stage's components
+        (nested ones and component-list options included); {} when there are none."""
+        inputs: dict[str, str] = {}
+        sources: dict[str, str] = {}
+        for c in _component_specs(spec):
+            entry = self.registry.get(c.kind, c.name)
+            params = c.resolved(self.registry)["params"]
+            try:
+                declared = entry.load().external_inputs(params)
+            except Exception as exc:  # noqa: BLE001 - a plugin override: one line naming it, before any work
+                raise RecipeError([f"{c.kind} {c.name!r} from {entry.distribution}: external_inputs failed ({type(exc).__name__}: {exc})"]) from None
+            for path in declared:
+                memo = ("path", str(path))
+                if memo not in self._memo:
+                    self._memo[memo] = fingerprint_path(path)
+                inputs[str(path)] = self._memo[memo]["digest"]
+            memo = ("source", entry.distribution, entry.target.partition(":")[0].split(".")[0])
+            if memo not in self._memo:
+                self._memo[memo] = source_fingerprint(entry.distribution, entry.target)
+            if self._memo[memo]:
+                sources[f"{entry.distribution}:{memo[2]}"] = self._memo[memo]["digest"]
+        return {k: v for k, v in (("inputs", dict(sorted(inputs.items()))), ("sources", dict(sorted(sources.items())))) if v}
 
     def resolved(self) -> dict[str, Any]:
         """The resolved recipe: every stage's full configuration and key, per experiment."""
@@ -156,12 +205,32 @@ class Pipeline:
             "experiments": {
                 exp: {
                     "train_on": self.experiments[exp]["train_on"],
-                    "stages": {n.stage: {"key": n.key, "config": n.config} for n in nodes.values()},
+                    "stages": {n.stage: {"key": n.key, "config": n.config, "fingerprints": n.fingerprints} for n in nodes.values()},
                 }
                 for exp, nodes in self.per_experiment.items()
             },
             "evaluate": {"key": self.evaluate.key, "config": self.evaluate.config},
         }
+
+
+def _component_specs(spec: ValidatedStage | None) -> list[ComponentSpec]:
+    """Every component of a stage table: its own, nested ones (translate.losses) and those in
+    component-list options (evaluate.metrics, evaluate.domain_gap), depth first."""
+    out: list[ComponentSpec] = []
+
+    def visit(value: Any) -> None:
+        if isinstance(value, ComponentSpec):
+            out.append(value)
+            for v in value.params.values():
+                visit(v)
+        elif isinstance(value, list):
+            for v in value:
+                visit(v)
+
+    if spec is not None:
+        visit(spec.components)
+        visit(list(spec.options.values()))
+    return out
 
 
 def _resolved_options(options: dict[str, Any], registry: Registry) -> dict[str, Any]:
@@ -179,45 +248,86 @@ class RunSettings:
     device: str = "cpu"
     progress: bool = True
     log_dir: Path | None = None  # TensorBoard: <log_dir>/<experiment>_<stage>/ per training stage
+    executor: str = "local"  # where batch stages fan out: local (process pool) or ray (aist_core.executors)
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)
 
 
-def execute_node(node: Node, pipeline: Pipeline, settings: RunSettings) -> dict[str, Any]:
-    """Run one stage into its cache folder, or read it back if it is already there."""
+def execute_node(node: Node, pipeline: Pipeline, settings: RunSettings, force: bool = False) -> dict[str, Any]:
+    """Run one stage into its cache folder, or read it back if it is already there.
+
+    Returns the stage's result (what `stage.json` holds, plus "cached": bool). `force`:
+    recompute even when a finished result exists (`aist run --rerun/--force`); the old folder is
+    replaced only once the new one is complete, and a forced stage starts from scratch (its
+    partial output and checkpoints are discarded). Runs sharing a cache hold
+    `<cache>/<stage>/<key>.lock` (a `filelock.FileLock`, an OS lock the kernel releases when
+    its process dies, so a killed run leaves nothing to clean up) while they look and compute:
+    a second run waits, then finds stage.json and reads it back. Raises StageFailed when the
+    stage function raises (its traceback is kept in `<key>.work/error.txt`).
+    """
+    base = settings.cache / node.stage
+    base.mkdir(parents=True, exist_ok=True)
+    node.dir = base / node.key
+    lock = FileLock(base / f"{node.key}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        settings.log(f"[{node.label}] waiting for another run computing this stage ({lock.lock_file})")
+        lock.acquire()
+    try:
+        return _execute_locked(node, pipeline, settings, force)
+    finally:
+        lock.release()
+
+
+def _execute_locked(node: Node, pipeline: Pipeline, settings: RunSettings, force: bool) -> dict[str, Any]:
     base = settings.cache / node.stage
     final, partial, work = base / node.key, base / f"{node.key}.partial", base / f"{node.key}.work"
-    node.dir = final
-    if (final / "stage.json").is_file():
+    _recover_commit(final, partial, base / f"{node.key}.old")
+    if not force and not (final / "stage.json").is_file() and (partial / "stage.json").is_file():
+        _commit(partial, final, base / f"{node.key}.old")  # finished, then killed before the rename
+        settings.log(f"[{node.label}] completed an interrupted commit")
+    if not force and (final / "stage.json").is_file():
         node.result = json.loads((final / "stage.json").read_text())
         node.result["cached"] = True
         settings.log(f"[{node.label}] cached ({final})")
         return node.result
+    if force:  # recompute from scratch: no partial units, no checkpoints
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     resuming = partial.exists() or work.exists()
     partial.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
-    settings.log(f"[{node.label}] {'resuming' if resuming else 'running'} -> {final}")
+    verb = "rerunning" if force else "resuming" if resuming else "running"
+    settings.log(f"[{node.label}] {verb} -> {final}")
     ctx = StageContext(
         workdir=work,
         seed=node.config.get("seed", pipeline.recipe.seed),
         device=settings.device,
-        executor=LocalExecutor(settings.workers),
+        executor=make_executor(settings.executor, settings.workers),
         progress=rich_progress if settings.progress else (lambda items, total=None, description="": items),
         log=lambda msg: settings.log(f"[{node.label}] {msg}"),
         log_dir=settings.log_dir / node.label.replace("/", "_") if settings.log_dir else None,
     )
     started = time.perf_counter()
     try:
-        report = node.work(node, partial, ctx) or {}
+        returned = node.work(node, partial, ctx) or {}
     except Exception as exc:
         (work / "error.txt").write_text(traceback.format_exc())
         raise StageFailed(node, exc) from exc
+    # ctx.report values join the stage's report; on a clash the stage function's return value
+    # wins (the report builder relies on it), and the clash is logged.
+    for name in sorted(set(ctx.report) & set(returned)):
+        if ctx.report[name] != returned[name]:
+            settings.log(f"[{node.label}] report key {name!r} set by ctx.report and returned by the stage; keeping the returned value")
     node.result = {
         "stage": node.stage,
         "label": node.label,
         "key": node.key,
         "config": node.config,
         "inputs": {name: n.key for name, n in node.inputs.items()},
-        "report": report,
+        "fingerprints": node.fingerprints,
+        "report": {**ctx.report, **returned},
+        "context_keys": sorted(ctx.report),  # report keys a component set through ctx.report
         "figures": ctx.figures,
         "skipped": ctx.skipped.entries,
         "skipped_counts": ctx.skipped.counts(),
@@ -225,16 +335,57 @@ def execute_node(node: Node, pipeline: Pipeline, settings: RunSettings) -> dict[
         "aist_version": aist_core.__version__,
     }
     write_json_atomic(partial / "stage.json", node.result)
-    if final.exists():  # a leftover without stage.json: an interrupted rename; replace it
-        shutil.rmtree(final)
-    os.replace(partial, final)
+    _commit(partial, final, base / f"{node.key}.old")
     shutil.rmtree(work, ignore_errors=True)
     node.result["cached"] = False
     return node.result
 
 
-def run_pipeline(pipeline: Pipeline, settings: RunSettings) -> list[Node]:
+def _commit(partial: Path, final: Path, old: Path) -> None:
+    """Move a complete `partial` (stage.json written) to `final`; a previous `final` is first
+    renamed to `old` and deleted only after the swap, so a crash never loses both."""
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():  # the result a forced rerun replaces, or a leftover without stage.json
+        os.replace(final, old)
+    os.replace(partial, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover_commit(final: Path, partial: Path, old: Path) -> None:
+    """Finish what a run killed inside `_commit` left: put `old` back when nothing newer is
+    complete, else delete it."""
+    if not old.exists():
+        return
+    if not final.exists() and not (partial / "stage.json").is_file() and (old / "stage.json").is_file():
+        os.replace(old, final)
+    else:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def stages_to_rerun(pipeline: Pipeline, stages: list[str] | tuple[str, ...] | set[str] = (), force: bool = False) -> set[str]:
+    """Keys of the nodes `aist run --rerun STAGE... / --force` recomputes: every node of a named
+    stage (all experiments) and every node downstream of one; all nodes with `force`.
+
+    Raises ValueError (one line listing this recipe's stages) for a stage the recipe lacks.
+    """
+    known = sorted({n.stage for n in pipeline.nodes.values()})
+    unknown = [s for s in stages if s not in known]
+    if unknown:
+        raise ValueError(f"--rerun {unknown[0]}: no such stage in this recipe; stages: {', '.join(known)}")
+    chosen: set[str] = set()
+    for node in pipeline.nodes.values():  # creation order is topological
+        if force or node.stage in stages or any(i.key in chosen for i in node.inputs.values()):
+            chosen.add(node.key)
+    return chosen
+
+
+def run_pipeline(pipeline: Pipeline, settings: RunSettings, rerun: list[str] | tuple[str, ...] = (),
+                 force: bool = False) -> list[Node]:
+    """Run every node in order; `rerun`/`force` as in `stages_to_rerun` (which raises
+    ValueError for an unknown stage, before anything runs). Raises StageFailed."""
+    forced = stages_to_rerun(pipeline, rerun, force)
     order = list(pipeline.nodes.values())
     for node in order:
-        execute_node(node, pipeline, settings)
+        execute_node(node, pipeline, settings, force=node.key in forced)
     return order

@@ -63,7 +63,7 @@ def evaluate(
     if reference is not None:
         add_deltas(results, scored, metrics, reference, n_boot, ctx.seed)
     for (i, set_name), values in distributions.items():
-        figure = out / f"{type(metrics[i]).__name__.lower()}_cdf_{set_name}.png"
+        figure = out / f"{metrics[i].__class__.__name__.lower()}_cdf_{set_name}.png"  # the plugin's class, not the boundary proxy's
         metrics[i].plot_cdf(values, figure, title=f"{set_name}: cumulative density per experiment")
         ctx.figures.append(figure.name)
     write_json_atomic(out / "metrics.json", results)
@@ -348,7 +348,7 @@ def run(node, out: Path, ctx: StageContext) -> dict[str, Any]:
     if real is not None and (real.dir / "diagnostic" / "dataset.json").is_file():
         test_sets["diagnostic"] = real.dir / "diagnostic"
     options = node.spec.options
-    metrics = [spec.build(node.registry) for spec in options.get("metrics", [])]
-    gaps = [(spec.name, spec.build(node.registry)) for spec in options.get("domain_gap", [])]
+    metrics = [stages.build(spec, node.registry) for spec in options.get("metrics", [])]
+    gaps = [(spec.name, stages.build(spec, node.registry)) for spec in options.get("domain_gap", [])]
     return evaluate(models, metrics, test_sets, test_sets["original"], out, ctx,
                     baseline=options.get("baseline", "baseline"), domain_gap=gaps)

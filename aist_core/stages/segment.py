@@ -7,6 +7,7 @@ Interfaces only: NumPy, never torch and never a plugin module; the runner builds
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,13 @@ import numpy as np
 
 from aist_core.coco import annotation_from_instance, write_coco
 from aist_core.context import StageContext, write_json_atomic
-from aist_core.dataset import DatasetError, ViewsDataset
+from aist_core.dataset import (
+    DatasetError,
+    StageEmpty,
+    ViewsDataset,
+    describe_counts,
+    reason_counts,
+)
 from aist_core.interfaces import Segmenter
 from aist_core.stages import component, photos_dir, synthetic_dir
 
@@ -27,8 +34,13 @@ def segment_photos(photos_dir: Path, segmenter: Segmenter, out: Path, ctx: Stage
     """Run `segmenter` over every photo; write out/segmentations.json (COCO, RLE masks).
 
     With `synthetic_dir`, the segmenter's `fit` runs first (out/segmenter/ keeps what it
-    learns). Work is committed in chunks of `batch_size` photos (out/parts/chunk_*.json,
-    written atomically), so a crashed run resumes at the first missing chunk.
+    learns). Work is committed in chunks of `batch_size` photos (out/parts/chunk_<id>.json,
+    written atomically), so a crashed run resumes at the first missing chunk. A chunk is named
+    by a hash of its photos' record ids, not by its position: should the photo list change
+    between a crash and the resume, a chunk file is reused only for exactly the photos it
+    holds, and one left from photos no longer listed is ignored, so nothing is duplicated or
+    misnumbered. Image and annotation ids are numbered when the chunks are gathered, in
+    record order. Returns counts {"photos", "segmented", "instances", "skipped"}.
     """
     if synthetic_dir is not None:
         segmenter.fit(Path(synthetic_dir), Path(photos_dir), Path(out) / "segmenter", ctx)
@@ -38,15 +50,16 @@ def segment_photos(photos_dir: Path, segmenter: Segmenter, out: Path, ctx: Stage
     parts = out / "parts"
     parts.mkdir(parents=True, exist_ok=True)
     chunks = [records[i : i + batch_size] for i in range(0, len(records), max(1, batch_size))]
-    for index, chunk in enumerate(ctx.progress(chunks, total=len(chunks), description="segmenting photos")):
-        part = parts / f"chunk_{index:06d}_b{batch_size}.json"
+    names = [chunk_name(chunk) for chunk in chunks]
+    for name, chunk in ctx.progress(list(zip(names, chunks)), total=len(chunks), description="segmenting photos"):
+        part = parts / name
         if part.is_file():
             continue
         write_json_atomic(part, _segment_chunk(photos, chunk, segmenter))
 
     images, annotations, skipped = [], [], []
-    for index in range(len(chunks)):
-        data = json.loads((parts / f"chunk_{index:06d}_b{batch_size}.json").read_text())
+    for name in names:
+        data = json.loads((parts / name).read_text())
         skipped.extend(data["skipped"])
         for item in data["images"]:
             image_id = len(images) + 1
@@ -56,7 +69,18 @@ def segment_photos(photos_dir: Path, segmenter: Segmenter, out: Path, ctx: Stage
     for entry in skipped:
         ctx.skipped.record(entry["path"], entry["reason"])
     write_coco(out / SEGMENTATIONS, images, annotations)
+    if not annotations:  # stop here, not stages later: one line with what the segmenter saw
+        threshold = getattr(segmenter, "score_threshold", getattr(getattr(getattr(segmenter, "model", None), "roi_heads", None), "score_thresh", None))
+        raise StageEmpty(f"{segmenter.__class__.__name__} found no instance in {len(images)} photos segmented of {len(records)} "
+                         f"(score threshold {'not exposed' if threshold is None else threshold}; skipped photos: {describe_counts(reason_counts(skipped))})")
     return {"photos": len(records), "segmented": len(images), "instances": len(annotations), "skipped": len(skipped)}
+
+
+def chunk_name(chunk: list[dict]) -> str:
+    """The file of a chunk of photo records: `chunk_<16 hex>.json`, a SHA-256 of their ids in
+    order, so it names the same photos whatever their position in the list."""
+    digest = hashlib.sha256("\n".join(str(rec["id"]) for rec in chunk).encode()).hexdigest()[:16]
+    return f"chunk_{digest}.json"
 
 
 def _segment_chunk(photos: ViewsDataset, chunk: list[dict], segmenter: Segmenter) -> dict:

@@ -30,7 +30,7 @@ import numpy as np
 
 from aist_core.constraints import NonNegativeFloat, PositiveInt
 from aist_core.context import StageContext
-from aist_core.dataset import DatasetWriter, unit_name, StageEmpty, describe_counts, image_info, orient_box, reason_counts
+from aist_core.dataset import DatasetWriter, StageEmpty, describe_counts, image_info, orient_box, reason_counts, unit_name
 from aist_core.interfaces import DatasetSource
 from aist_plugins.readers.checks import MAX_PIXELS, MIN_SIDE, check_photo
 
