@@ -21,7 +21,11 @@ R = TypeVar("R")
 
 
 class Executor(Protocol):
-    def map(self, fn: Callable[[T], R], items: Sequence[T], description: str = "") -> Iterator[R]: ...
+    """What batch stages fan out through: `map(fn, items)` runs `fn` on every item somewhere
+    (this process, a process pool, a Ray cluster) and yields the results in the items' order."""
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], description: str = "") -> Iterator[R]:
+        """Yield `fn(item)` for every item, in order; `fn` must be a picklable top-level function."""
 
 
 @dataclass
@@ -34,6 +38,7 @@ class LocalExecutor:
     workers: int = 1
 
     def map(self, fn, items, description=""):
+        """Yield `fn(item)` in order: inline for one worker or one item, else through a process pool."""
         if self.workers <= 1 or len(items) <= 1:
             for item in items:
                 yield fn(item)
@@ -43,10 +48,12 @@ class LocalExecutor:
 
 
 class Progress(Protocol):
+    """A progress display: wraps an iterator, yields its items unchanged."""
     def __call__(self, items: Iterable[T], total: int | None = None, description: str = "") -> Iterator[T]: ...
 
 
 def plain_progress(items, total=None, description=""):
+    """No display: yield the items unchanged (tests, --quiet)."""
     yield from items
 
 
@@ -57,6 +64,16 @@ def rich_progress(items, total=None, description=""):
     yield from track(items, total=total, description=description or "working", transient=True)
 
 
+def reason_counts(entries: Iterable[dict[str, str]]) -> dict[str, int]:
+    """Skipped entries [{"path", "reason"}] counted by the reason's name: its text before the
+    first " (" or ":" ("grayscale image (single channel)" -> "grayscale image"), sorted by name."""
+    counts: dict[str, int] = {}
+    for entry in entries:
+        key = entry["reason"].split(" (")[0].split(":")[0]
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 @dataclass
 class SkipLog:
     """Inputs a stage could not use: each recorded with path and reason, none silently lost."""
@@ -64,14 +81,12 @@ class SkipLog:
     entries: list[dict[str, str]] = field(default_factory=list)
 
     def record(self, path: str | os.PathLike, reason: str) -> None:
+        """Record that the input at `path` was skipped; `reason` is "<name>" or "<name> (<detail>)" / "<name>: <detail>"."""
         self.entries.append({"path": str(path), "reason": reason})
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for e in self.entries:
-            key = e["reason"].split(":")[0]
-            out[key] = out.get(key, 0) + 1
-        return out
+        """How many entries per reason name (`reason_counts`)."""
+        return reason_counts(self.entries)
 
 
 @dataclass
@@ -100,11 +115,13 @@ class StageContext:
     log_dir: Path | None = None
 
     def map(self, fn, items, description=""):
+        """`executor.map(fn, items)` shown through `progress`; results in the items' order."""
         items = list(items)
         return self.progress(self.executor.map(fn, items, description), total=len(items), description=description)
 
     @classmethod
     def for_tests(cls, workdir: str | os.PathLike, seed: int = 0) -> "StageContext":
+        """A quiet context on `workdir` (created) with `seed`, the local in-process executor and no progress."""
         path = Path(workdir)
         path.mkdir(parents=True, exist_ok=True)
         return cls(workdir=path, seed=seed, log=lambda _msg: None)

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from aist_core.context import write_json_atomic
+from aist_core.context import reason_counts, write_json_atomic  # noqa: F401 - reason_counts re-exported
 
 FORMAT = "aist-views"
 VERSION = 1
@@ -168,16 +168,6 @@ def _bomb_reason(exc: BaseException) -> str:
     return f"oversized image ({exc})"
 
 
-def reason_counts(entries: Iterable[dict[str, str]]) -> dict[str, int]:
-    """Skipped entries [{"path", "reason"}] counted by the reason's name: its text before the
-    first " (" or ":" ("grayscale image (single channel)" -> "grayscale image"), sorted by name."""
-    counts: dict[str, int] = {}
-    for entry in entries:
-        key = entry["reason"].split(" (")[0].split(":")[0]
-        counts[key] = counts.get(key, 0) + 1
-    return dict(sorted(counts.items()))
-
-
 def describe_counts(counts: dict[str, int]) -> str:
     """{"grayscale image": 2, "unreadable image": 1} -> "2 grayscale image, 1 unreadable image"
     ("none" when empty): the one-line summaries of StageEmpty messages."""
@@ -245,13 +235,16 @@ class ViewsDataset:
 
     @property
     def domain(self) -> str:
+        """The dataset's domain from dataset.json ("synthetic", "photos", "crops", "stylized"...), "" when unset."""
         return self.meta.get("domain", "")
 
     @property
     def image_size(self) -> int | None:
+        """Side of the square images in pixels when dataset.json states one (photos have none), else None."""
         return self.meta.get("image_size")
 
     def records(self, split: str | Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Records of one split (a name), of several (an iterable), or all (None), in file order."""
         if split is None:
             return list(self._records)
         wanted = {split} if isinstance(split, str) else set(split)
@@ -265,9 +258,11 @@ class ViewsDataset:
         return {k: sorted(v, key=lambda r: r.get("view", 0)) for k, v in sorted(groups.items())}
 
     def path(self, relative: str) -> Path:
+        """Absolute path of a file named relative to the dataset root."""
         return self.root / relative
 
     def image(self, record: dict[str, Any], mode: str = "RGBA") -> np.ndarray:
+        """The record's image as uint8 (H, W, C) in `mode` (see `read_image`; raises DatasetError naming the file)."""
         return read_image(self.path(record["image"]), mode)
 
     def cloud(self, object_id: str) -> np.ndarray:
@@ -290,6 +285,7 @@ class ViewsDataset:
         return cloud
 
     def has_cloud(self, object_id: str | None) -> bool:
+        """Whether a ground-truth cloud file exists for `object_id` (False for None)."""
         return object_id is not None and (self.root / "clouds" / f"{object_id}.npy").is_file()
 
     def __len__(self) -> int:
@@ -358,6 +354,7 @@ class DatasetWriter:
         (self.root / "units").mkdir(parents=True, exist_ok=True)
 
     def unit_done(self, unit: str) -> bool:
+        """Whether work unit `unit` was committed by an earlier (possibly crashed) run: resume skips it."""
         return (self.root / "units" / f"{unit}.json").is_file()
 
     def write_unit(

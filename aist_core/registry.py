@@ -43,6 +43,7 @@ class Entry:
     version: str
 
     def load(self) -> type:
+        """Import and return the component class; PluginError naming the plugin when the import fails or the class is not of its kind."""
         module_name, _, attr = self.target.partition(":")
         try:
             module = importlib.import_module(module_name)
@@ -66,6 +67,7 @@ class Registry:
 
     # -- registration ---------------------------------------------------------------------
     def registrar(self, distribution: str, version: str) -> "Registrar":
+        """The `registry` object a distribution's `aist_register` hook receives."""
         self.distributions[distribution] = version
         return Registrar(self, distribution, version)
 
@@ -92,18 +94,22 @@ class Registry:
 
     # -- lookup ---------------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
+        """Registered names of `kind`, sorted."""
         return sorted(name for (k, name) in self.entries if k == kind)
 
     def get(self, kind: str, name: str) -> Entry:
+        """The entry of (kind, name); KeyError listing the available names when there is none."""
         try:
             return self.entries[(kind, name)]
         except KeyError:
             raise KeyError(f"no {kind} named {name!r}; available: {', '.join(self.names(kind)) or 'none'}") from None
 
     def load(self, kind: str, name: str) -> type:
+        """The class registered as (kind, name), imported (see `Entry.load`)."""
         return self.get(kind, name).load()
 
     def create(self, kind: str, name: str, **params: Any):
+        """An instance of (kind, name) built with `params` (no recipe validation: tests and scripts)."""
         return self.load(kind, name)(**params)
 
     def __iter__(self) -> Iterator[Entry]:

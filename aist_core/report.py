@@ -123,6 +123,7 @@ def experiment_entry(sets: dict[str, dict[str, Any]], exp: str, baseline: str | 
 
 
 def write_reports(report: dict[str, Any], run_dir: Path) -> None:
+    """Write report.json (strict JSON), report.md and report.html into `run_dir`."""
     write_json_atomic(run_dir / "report.json", report)
     (run_dir / "report.md").write_text(to_markdown(report))
     (run_dir / "report.html").write_text(to_html(report))
@@ -186,6 +187,7 @@ def results_rows(report: dict[str, Any]) -> list[list[str]]:
 
 
 def delta_rows(report: dict[str, Any]) -> list[list[str]]:
+    """Table rows (experiment, test set, metric, paired difference to the baseline with its 95% interval)."""
     rows = []
     for exp, entry in report.get("experiments", {}).items():
         for test_set, values in entry.get("test_sets", {}).items():
@@ -197,6 +199,7 @@ def delta_rows(report: dict[str, Any]) -> list[list[str]]:
 
 
 def xor_rows(report: dict[str, Any]) -> list[list[str]]:
+    """Table rows of mask-XOR median and quartiles per experiment on the real crops (figure 6.5's numbers)."""
     rows = []
     for exp, e in report.get("experiments", {}).items():
         median = _fmt_ci(e.get("mask_xor_median"), e.get("mask_xor_median_ci95"))
@@ -400,6 +403,7 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def to_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: the same sections and tables as `to_html`."""
     lines = [f"# AIST run: {report['name']}", "", f"Recipe `{report['recipe']}`, aist {report['aist_version']}.", ""]
     for title, paragraphs, table in sections(report):
         lines += [f"## {title}", ""]
@@ -423,6 +427,7 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 
 def to_html(report: dict[str, Any]) -> str:
+    """The report as one self-contained HTML page (figures by relative path, values escaped)."""
     esc = html.escape
 
     def table(headers, rows):

@@ -51,6 +51,7 @@ from aist_core.registry import Registry
 
 
 class StageFailed(RuntimeError):
+    """A stage raised: names the stage's label and carries the original exception (`error`)."""
     def __init__(self, node: Node, error: BaseException):
         self.node, self.error = node, error
         super().__init__(f"stage {node.label} failed: {type(error).__name__}: {error}")
@@ -72,6 +73,7 @@ class Node:
     fingerprints: dict[str, Any] = field(default_factory=dict)
 
     def compute_key(self) -> str:
+        """Set and return the 16-hex-digit key: sha256 of the stage, its resolved config, its inputs' keys and fingerprints."""
         payload = {
             "stage": self.stage,
             "config": self.config,

@@ -137,6 +137,7 @@ class ComponentContract:
 
 # ---------------------------------------------------------------------------- datasets
 class DatasetSourceContract(ComponentContract):
+    """DatasetSource rules: `example().build` writes readable views datasets; building again is idempotent."""
     interface = DatasetSource
 
     def _build(self, out: Path):
@@ -178,6 +179,7 @@ class DatasetSourceContract(ComponentContract):
 
 # ---------------------------------------------------------------------------- curation
 class SegmenterContract(ComponentContract):
+    """Segmenter rules: one list of Instances per photo, masks (H, W) bool at full size; deterministic."""
     interface = Segmenter
 
     def test_instances_match_the_contract(self, tmp_path):
@@ -198,6 +200,7 @@ class SegmenterContract(ComponentContract):
 
 
 class FilterContract(ComponentContract):
+    """Filter rules: `check` returns None or the filter's `reason`, deterministically."""
     interface = Filter
 
     def test_returns_none_or_its_reason(self, tmp_path):
@@ -214,6 +217,7 @@ class FilterContract(ComponentContract):
 
 
 class NormalizerContract(ComponentContract):
+    """Normalizer rules: (S, S, 4) uint8 RGBA crops, S = `size`."""
     interface = Normalizer
 
     def test_normalizes_to_square_rgba(self, tmp_path):
@@ -298,6 +302,8 @@ class AnnotationLossContract(ComponentContract):
 
 
 class TranslatorContract(ComponentContract):
+    """Translator rules: stylize keeps shape and dtype, background black where alpha is 0 (unless
+    declared "generated"), save/load round trip."""
     interface = Translator
 
     def _datasets(self, tmp_path):
@@ -343,6 +349,7 @@ class TranslatorContract(ComponentContract):
 
 # ---------------------------------------------------------------------------- shape and pose
 class ShapePoseModelContract(ComponentContract):
+    """ShapePoseModel rules: predictions (B, N, 3) in [-0.5, 0.5]^3 and unit quaternions (B, 4); fit, save, load."""
     interface = ShapePoseModel
 
     def test_predict_shapes_and_ranges(self, tmp_path):
@@ -367,10 +374,12 @@ class ShapePoseModelContract(ComponentContract):
         assert gap <= 1e-5, f"after save() and load() into a fresh instance predictions differ by {gap:.3g}, expected <= 1e-5"
 
     def make_size(self) -> int:
+        """Image side the example model takes (its `image_size`, else 64)."""
         return int(getattr(self.make(), "image_size", 64))
 
 
 class MetricContract(ComponentContract):
+    """Metric rules: flat dicts of finite floats; {} when the ground truth it needs is absent."""
     interface = Metric
 
     def _evalset(self, rng, with_truth: bool) -> EvalSet:
@@ -518,5 +527,6 @@ def contract_cases(registry) -> list[tuple[str, str, str]]:
 
 
 def run_case(registry, kind: str, name: str, check: str, tmp_path: Path) -> None:
+    """Run one contract check (`check`, a test method name) of suite `kind` on the registered component `name`."""
     suite = type(f"{name}Contract", (SUITES[kind],), {"component_class": registry.load(kind, name)})()
     getattr(suite, check)(tmp_path)

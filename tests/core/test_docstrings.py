@@ -44,7 +44,7 @@ def undocumented() -> list[str]:
                 for attr, member in vars(obj).items():
                     func = member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
                     func = func.fget if isinstance(func, property) else func
-                    if attr.startswith("_") or attr.startswith("test_") or not inspect.isfunction(func):
+                    if attr.startswith(("_", "test_")) or not inspect.isfunction(func) or func.__name__ == "<lambda>":
                         continue
                     if not func.__doc__ and not _inherited_doc(obj, attr):
                         missing.append(f"{module.__name__}.{name}.{attr}")

@@ -111,6 +111,7 @@ def test_recipes_share_their_common_stages(first_run, tmp_path):
 
 def test_a_failing_stage_exits_1_and_names_it(tmp_path):
     out = aist("run", str(SMOKE), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--quiet",
-               "--set", "dataset.n_objects=0")
-    assert out.returncode == 1
-    assert "aist: stage baseline/dataset failed" in out.stderr or "failed" in out.stderr
+               "--set", "filter[2].min_side=10000")  # valid, but no car is that big: the filter stage keeps nothing
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "aist: stage baseline/filter failed: StageEmpty: filters kept no instance" in out.stderr
+    assert "min-size" in out.stderr and "Traceback" not in out.stderr
