@@ -8,6 +8,8 @@ detectron2 numbers COCO classes contiguously from 0 (car = 2, truck = 7).
 
 from __future__ import annotations
 
+import sys
+
 from typing import Any, Sequence
 
 import numpy as np
@@ -81,12 +83,19 @@ class Detectron2Segmenter(Segmenter):
         nms_threshold: Fraction = 0.3,
         min_size: PositiveInt = 800,
         max_size: PositiveInt = 1024,
+        allow_pickle: bool = False,
     ):
         """config: model-zoo config name (R50-FPN-3x: COCO box/mask AP 41.0/37.2).
         weights: local path to the model's .pkl/.pth; required, because nothing is downloaded.
         device: "cpu" or "cuda[:i]".
         score_threshold / nms_threshold: seed report appendix C, 0.7 and 0.3.
-        min_size / max_size: test-time resize (seed: 800-1024)."""
+        min_size / max_size: test-time resize (seed: 800-1024).
+        allow_pickle: trust `weights` although detectron2 reads checkpoints with pickle, which can
+            run code; without it the recipe is refused (a shared cache or a downloaded file must
+            not be able to run code unless the recipe says so by name)."""
+        problems = self.check_params({"weights": weights, "allow_pickle": allow_pickle})
+        if problems:
+            raise ValueError(f"detectron2 segmenter: {problems[0]}")
         try:
             from detectron2 import model_zoo
             from detectron2.config import get_cfg
@@ -97,6 +106,7 @@ class Detectron2Segmenter(Segmenter):
             raise FileNotFoundError(f"detectron2 segmenter: set weights = \"/path/to/model_final.pkl\" for {config} (no downloads)")
         cfg = get_cfg()
         cfg.merge_from_file(model_zoo.get_config_file(config))
+        print(f"aist: warning: detectron2 segmenter loads {weights} with pickle (allow_pickle = true)", file=sys.stderr)
         cfg.MODEL.WEIGHTS = str(weights)
         cfg.MODEL.DEVICE = device
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = float(score_threshold)
@@ -105,6 +115,14 @@ class Detectron2Segmenter(Segmenter):
         cfg.INPUT.MAX_SIZE_TEST = int(max_size)
         cfg.INPUT.FORMAT = "RGB"  # our photos are RGB; tell detectron2 not to expect BGR
         self.predictor = DefaultPredictor(cfg)
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> list[str]:
+        """Refuse weights unless `allow_pickle` is set: detectron2's checkpointer unpickles them."""
+        if params.get("weights") and not params.get("allow_pickle", False):
+            return [f"weights: detectron2 reads {params['weights']} with pickle, which can run code; "
+                    "set allow_pickle = true if you trust this file"]
+        return []
 
     @classmethod
     def example(cls) -> "Detectron2Segmenter":
