@@ -28,9 +28,22 @@ def stage_folders(cache: Path) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("smoke")
-    out = aist("run", str(SMOKE), "--cache", str(base / "cache"), "--out", str(base / "run1"), "--quiet")
+    # tensorboard = true is a side channel (not in any stage key): the first run also proves it logs
+    out = aist("run", str(SMOKE), "--cache", str(base / "cache"), "--out", str(base / "run1"), "--quiet",
+               "--set", "tensorboard=true")
     assert out.returncode == 0, out.stderr[-3000:]
     return base
+
+
+def test_tensorboard_option_writes_event_files_per_training_stage(first_run):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = first_run / "run1" / "tensorboard"
+    translate = EventAccumulator(str(logs / "exp2_translate")).Reload().Tags()
+    assert {"loss/gan_ab", "loss/cycle_a", "loss/alpha_a2b", "learning_rate"} <= set(translate["scalars"]) and "samples" in translate["images"], translate
+    shape_pose = EventAccumulator(str(logs / "baseline_shape_pose")).Reload().Tags()
+    assert any(tag.startswith("loss/") for tag in shape_pose["scalars"]), shape_pose
 
 
 def test_smoke_report_has_every_number(first_run):
