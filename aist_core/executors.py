@@ -22,7 +22,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from aist_core.context import Executor, LocalExecutor
 
@@ -69,6 +69,7 @@ class RayExecutor:
       tasks still pending are cancelled when the map fails or is abandoned.
     """
 
+    distributed: ClassVar[bool] = True  # stages holding a model ship it to workers (`stages.fans_out`)
     workers: int = 1
     address: str | None = None
     max_in_flight: int | None = None
@@ -96,7 +97,9 @@ class RayExecutor:
             return
         ray = _import_ray()
         self._connect(ray)
-        task = ray.remote(num_cpus=self.num_cpus, max_retries=0)(fn)
+        # One remote wrapper for any callable (functools.partial too); `fn` is shipped once.
+        task = ray.remote(num_cpus=self.num_cpus, max_retries=0)(_apply)
+        fn_ref = ray.put(fn)
         window = self.window(ray)
         order: deque = deque()  # refs in item order, submitted and not yet yielded
         done: dict[Any, Any] = {}  # finished refs -> results, waiting for their turn
@@ -105,7 +108,7 @@ class RayExecutor:
         try:
             while order or submitted < len(items):
                 while submitted < len(items) and len(order) < window:
-                    ref = task.remote(items[submitted])
+                    ref = task.remote(fn_ref, items[submitted])
                     order.append(ref)
                     running.add(ref)
                     submitted += 1
@@ -122,6 +125,11 @@ class RayExecutor:
             for ref in running:
                 with contextlib.suppress(Exception):  # best effort: the task may have finished meanwhile
                     ray.cancel(ref)
+
+
+def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
+    """The Ray task: `fn(item)` (Ray resolves `fn` from the object store)."""
+    return fn(item)
 
 
 def make_executor(name: str, workers: int) -> Executor:

@@ -16,7 +16,10 @@ the registered name and the distribution, before anything is written.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aist_core.boundary import ComponentError, Origin, checked
 
@@ -58,3 +61,55 @@ def synthetic_dir(dataset_node) -> Path:
 def views_dir(node) -> Path:
     """A node's views dataset: dataset nodes hold it in synthetic/, others are one."""
     return synthetic_dir(node) if node.stage == "dataset" else node.dir
+
+
+def fans_out(ctx) -> bool:
+    """Whether the stage's executor runs work units on other machines (`aist run --executor ray`).
+    Stages that hold a model (segment, stylize) then ship a `ComponentRef` to the workers; with
+    the local executor they keep the one model in this process (no copy per worker, one GPU)."""
+    return bool(getattr(ctx.executor, "distributed", False))
+
+
+_READY: dict[str, Any] = {}  # per worker process: components built from refs, by ref key
+
+
+@dataclass(frozen=True)
+class ComponentRef:
+    """A trained component as a worker process rebuilds it: the recipe's component spec (plain
+    data, picklable) and how to make it ready, built once per process and kept there (a Ray
+    worker runs many tasks).
+
+    - `weights`: a folder written by the component's `save` (translators, models): `load` it;
+    - `fit`: (synthetic, photos, workdir) for a segmenter that learns: its `fit` finds the weights
+      it left in workdir and reuses them (the stage fitted it before fanning out).
+    Raises what building raises (a ComponentError naming the plugin).
+    """
+
+    spec: Any  # aist_core.recipe.ComponentSpec
+    weights: Path | None = None
+    fit: tuple[Path, Path, Path] | None = None
+
+    def key(self) -> str:
+        """Identity of the ready component: spec, weights folder and fit folders."""
+        spec = {"kind": self.spec.kind, "name": self.spec.name, "params": self.spec.params}
+        return json.dumps([spec, self.weights, self.fit], sort_keys=True, default=str)
+
+    def make(self):
+        """A ready component, built now (the stage's own process: nothing is kept)."""
+        from aist_core.context import StageContext
+        from aist_core.registry import get_registry
+
+        component = build(self.spec, get_registry())
+        if self.weights is not None:
+            component.load(Path(self.weights))
+        if self.fit is not None:
+            synthetic, photos, workdir = (Path(p) for p in self.fit)
+            component.fit(synthetic, photos, workdir, StageContext.for_tests(workdir / "worker"))
+        return component
+
+    def get(self):
+        """The ready component, built on first use in this (worker) process and kept."""
+        key = self.key()
+        if key not in _READY:
+            _READY[key] = self.make()
+        return _READY[key]

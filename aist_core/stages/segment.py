@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,13 @@ from aist_core.dataset import (
     reason_counts,
 )
 from aist_core.interfaces import Segmenter
-from aist_core.stages import component, photos_dir, synthetic_dir
+from aist_core.stages import ComponentRef, component, fans_out, photos_dir, synthetic_dir
 
 SEGMENTATIONS = "segmentations.json"
 
 
 def segment_photos(photos_dir: Path, segmenter: Segmenter, out: Path, ctx: StageContext, batch_size: int = 4,
-                   synthetic_dir: Path | None = None) -> dict:
+                   synthetic_dir: Path | None = None, spec: Any = None) -> dict:
     """Run `segmenter` over every photo; write out/segmentations.json (COCO, RLE masks).
 
     With `synthetic_dir`, the segmenter's `fit` runs first (out/segmenter/ keeps what it
@@ -41,6 +42,10 @@ def segment_photos(photos_dir: Path, segmenter: Segmenter, out: Path, ctx: Stage
     holds, and one left from photos no longer listed is ignored, so nothing is duplicated or
     misnumbered. Image and annotation ids are numbered when the chunks are gathered, in
     record order. Returns counts {"photos", "segmented", "instances", "skipped"}.
+
+    `spec` (the recipe's ComponentSpec of `segmenter`): under an executor that fans out
+    (`--executor ray`) chunks then run on workers, each rebuilding the segmenter once (and
+    reloading what `fit` left in out/segmenter); the chunk files are the same either way.
     """
     if synthetic_dir is not None:
         segmenter.fit(Path(synthetic_dir), Path(photos_dir), Path(out) / "segmenter", ctx)
@@ -51,11 +56,15 @@ def segment_photos(photos_dir: Path, segmenter: Segmenter, out: Path, ctx: Stage
     parts.mkdir(parents=True, exist_ok=True)
     chunks = [records[i : i + batch_size] for i in range(0, len(records), max(1, batch_size))]
     names = [chunk_name(chunk) for chunk in chunks]
-    for name, chunk in ctx.progress(list(zip(names, chunks)), total=len(chunks), description="segmenting photos"):
-        part = parts / name
-        if part.is_file():
-            continue
-        write_json_atomic(part, _segment_chunk(photos, chunk, segmenter))
+    todo = [(name, chunk) for name, chunk in zip(names, chunks) if not (parts / name).is_file()]
+    if spec is not None and fans_out(ctx):
+        fit = (Path(synthetic_dir), Path(photos_dir), out / "segmenter") if synthetic_dir is not None else None
+        ref = ComponentRef(spec, fit=fit)
+        for _ in ctx.map(partial(_segment_part, ref, Path(photos_dir), parts), todo, description="segmenting photos"):
+            pass
+    else:
+        for name_chunk in ctx.progress(todo, total=len(todo), description="segmenting photos"):
+            _segment_part(segmenter, Path(photos_dir), parts, name_chunk)
 
     images, annotations, skipped = [], [], []
     for name in names:
@@ -83,6 +92,16 @@ def chunk_name(chunk: list[dict]) -> str:
     return f"chunk_{digest}.json"
 
 
+def _segment_part(segmenter: "Segmenter | ComponentRef", photos_root: Path, parts: Path, name_chunk: tuple[str, list[dict]]) -> str:
+    """Segment one chunk into parts/<name> (atomic); returns the name. A top-level function:
+    with `--executor ray` it runs on a worker, which gets the segmenter as a ComponentRef."""
+    name, chunk = name_chunk
+    if isinstance(segmenter, ComponentRef):
+        segmenter = segmenter.get()
+    write_json_atomic(parts / name, _segment_chunk(ViewsDataset(photos_root), chunk, segmenter))
+    return name
+
+
 def _segment_chunk(photos: ViewsDataset, chunk: list[dict], segmenter: Segmenter) -> dict:
     arrays, boxes, used, skipped = [], [], [], []
     for rec in chunk:
@@ -107,4 +126,4 @@ def _segment_chunk(photos: ViewsDataset, chunk: list[dict], segmenter: Segmenter
 def run(node, out: Path, ctx: StageContext) -> dict[str, Any]:
     """The runner's entry: build the node's component(s), find the input folders, do the work."""
     return segment_photos(photos_dir(node), component(node), out, ctx, batch_size=node.spec.options["batch_size"],
-                          synthetic_dir=synthetic_dir(node.inputs["dataset"]))
+                          synthetic_dir=synthetic_dir(node.inputs["dataset"]), spec=node.spec.components[0])

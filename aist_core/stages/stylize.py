@@ -8,6 +8,7 @@ Interfaces only (no torch, no plugin imports): the runner builds the translator.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from aist_core.context import StageContext, write_json_atomic
 from aist_core.dataset import DatasetError, ViewsDataset, copy_annotations, read_image, write_image
 from aist_core.imaging import composite_black, mask_iou
 from aist_core.interfaces import Translator
-from aist_core.stages import component, synthetic_dir
+from aist_core.stages import ComponentRef, component, fans_out, synthetic_dir
 
 SAMPLE_GRID = "stylize_samples.png"
 
@@ -32,13 +33,16 @@ def output_alpha(rgba: np.ndarray) -> np.ndarray:
     return np.any(rgba[..., :3] > 0, axis=-1)
 
 
-def stylize_dataset(translator: Translator, source_dir: Path, out: Path, ctx: StageContext,
+def stylize_dataset(translator: "Translator | ComponentRef", source_dir: Path, out: Path, ctx: StageContext,
                     batch_size: int = 16) -> dict[str, Any]:
     """Stylise every image of a views dataset (all splits) into a new views dataset at `out`.
 
     Records, clouds and masks are copied unchanged; images keep their relative paths. Images
     already written are skipped (resumable). Unreadable images are recorded in ctx.skipped.
     Returns {"alpha_iou": mean IoU(input alpha > 0, output_alpha(stylised RGB)), "images": n}.
+    `translator` is a trained Translator, or a ComponentRef to one: then, under an executor that
+    fans out (`--executor ray`), batches run on workers that each rebuild it once; the images
+    written are the same either way.
     """
     source, out = ViewsDataset(source_dir), Path(out)
     copy_annotations(source, out)
@@ -50,12 +54,16 @@ def stylize_dataset(translator: Translator, source_dir: Path, out: Path, ctx: St
         if record["id"] in done:
             ious[record["id"]] = _iou_of(read_image(out / record["image"], "RGBA"))
     batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
-    for batch in ctx.progress(batches, total=len(batches), description="stylise"):
-        for group in _readable_groups(source, batch, ctx):
-            stylised = translator.stylize(np.stack([image for _, image in group]))
-            for (record, image), result in zip(group, stylised):
-                write_image(out / record["image"], result)
-                ious[record["id"]] = _iou_of(result)
+    if isinstance(translator, ComponentRef) and fans_out(ctx):  # workers rebuild it once each
+        results = ctx.map(partial(_stylize_batch, translator, source.root, out), batches, description="stylise")
+    else:
+        model = translator.make() if isinstance(translator, ComponentRef) else translator
+        results = (_stylize_batch(model, source.root, out, batch)
+                   for batch in ctx.progress(batches, total=len(batches), description="stylise"))
+    for batch_ious, skipped in results:
+        ious.update(batch_ious)
+        for path, reason in skipped:
+            ctx.skipped.record(path, reason)
     _write_manifest(source, out, ctx)
     summary = {"alpha_iou": float(np.mean(list(ious.values()))) if ious else float("nan"), "images": len(ious)}
     _sample_grid(source, out, records[:8])
@@ -69,18 +77,30 @@ def _iou_of(rgba: np.ndarray) -> float:
     return mask_iou(rgba[..., 3] > 0, output_alpha(rgba))
 
 
-def _readable_groups(source: ViewsDataset, batch: list[dict], ctx: StageContext):
-    """Read a batch's images; skip (and record) bad ones; group by shape so each stacks."""
-    groups: dict[tuple, list] = {}
+def _stylize_batch(translator, source_root: Path, out: Path, batch: list[dict]) -> tuple[dict[str, float], list]:
+    """Stylise one batch of records into `out` (atomic writes): ({record id: alpha IoU}, skipped
+    [(path, reason)]). A top-level function: with `--executor ray` it runs on a worker, which gets
+    `translator` as a ComponentRef."""
+    if isinstance(translator, ComponentRef):
+        translator = translator.get()
+    source = ViewsDataset(source_root)
+    groups: dict[tuple, list] = {}  # by shape, so each group stacks into one batch
+    skipped = []
     for record in batch:
         path = source.path(record["image"])
         try:
             image = read_image(path, "RGBA")
         except DatasetError as exc:
-            ctx.skipped.record(path, f"unreadable: {exc}")
+            skipped.append((str(path), f"unreadable: {exc}"))
             continue
         groups.setdefault(image.shape, []).append((record, image))
-    return list(groups.values())
+    ious = {}
+    for group in groups.values():
+        stylised = translator.stylize(np.stack([image for _, image in group]))
+        for (record, _), result in zip(group, stylised):
+            write_image(out / record["image"], result)
+            ious[record["id"]] = _iou_of(result)
+    return ious, skipped
 
 
 def _write_manifest(source: ViewsDataset, out: Path, ctx: StageContext) -> None:
@@ -111,6 +131,9 @@ def _sample_grid(source: ViewsDataset, out: Path, records: list[dict]) -> None:
 def run(node, out: Path, ctx: StageContext) -> dict[str, Any]:
     """The runner's entry: build the node's component(s), find the input folders, do the work."""
     translate_node = node.inputs["translate"]
-    translator = component(translate_node)
-    translator.load(translate_node.dir / "weights")
+    if fans_out(ctx):  # workers rebuild the translator from its recipe spec and weights
+        translator = ComponentRef(translate_node.spec.components[0], weights=translate_node.dir / "weights")
+    else:  # one translator, in this process
+        translator = component(translate_node)
+        translator.load(translate_node.dir / "weights")
     return stylize_dataset(translator, synthetic_dir(node.inputs["dataset"]), out, ctx, batch_size=node.spec.options["batch_size"])
