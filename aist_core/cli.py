@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -116,7 +115,13 @@ def run(
         _err(f"aist run: --executor ray needs Ray, which is not installed: {RAY_INSTALL_HINT}")
         raise typer.Exit(EXIT_USAGE)
     from aist_core.registry import get_registry
-    from aist_core.report import build_report, write_reports
+    from aist_core.report import (
+        build_report,
+        copy_replacing,
+        own_folder,
+        replace_json,
+        write_reports,
+    )
     from aist_core.runner import RunSettings, StageFailed, run_pipeline, stages_to_rerun
 
     pipeline = _load_pipeline(recipe, set_)
@@ -128,10 +133,15 @@ def run(
     run_dir = out or Path("aist-runs") / pipeline.recipe.name
     cache_dir = cache or Path(os.environ.get("AIST_CACHE", "aist-runs/cache"))
     run_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(recipe, run_dir / "recipe.toml")
+    # under torchrun (RANK set) every process runs the recipe; rank 0 alone writes the run folder
+    main_rank = int(os.environ.get("RANK", "0") or 0) == 0
     plugins = _plugin_rows()
-    (run_dir / "resolved.json").write_text(json.dumps({**pipeline.resolved(), "overrides": set_}, indent=2, default=str))
-    (run_dir / "plugins.json").write_text(json.dumps({"plugins": plugins, "failures": get_registry().failures}, indent=2))
+    if main_rank:  # each file replaces what is there: a planted symbolic link is not written through
+        copy_replacing(recipe, run_dir / "recipe.toml")
+        replace_json(run_dir / "resolved.json", {**pipeline.resolved(), "overrides": set_}, strict=False)
+        replace_json(run_dir / "plugins.json", {"plugins": plugins, "failures": get_registry().failures}, strict=False)
+        if pipeline.recipe.tensorboard:
+            own_folder(run_dir / "tensorboard")
     settings = RunSettings(cache=cache_dir, workers=workers, device=device, progress=not quiet, executor=executor,
                            log_dir=run_dir / "tensorboard" if pipeline.recipe.tensorboard else None)
     try:
@@ -140,11 +150,32 @@ def run(
         if isinstance(exc.error, OSError) and "no space left" in _os_error_line(exc.error):
             raise exc.error from None  # a full disk is not the stage's fault: main() says so in one line
         _err(f"aist: {exc}")
-        _err(f"aist: traceback in {exc.node.dir.parent / (exc.node.key + '.work') / 'error.txt'}; rerun the same command to resume")
+        _err(f"aist: traceback in {exc.node.dir.parent / (exc.node.key + '.work') / 'error.txt'}; {_stage_advice(exc.error)}")
         raise typer.Exit(EXIT_FAILED) from None
-    report = build_report(pipeline, run_dir, plugins)
-    write_reports(report, run_dir)
-    typer.echo(f"done: {run_dir / 'report.html'}")
+    if main_rank:
+        report = build_report(pipeline, run_dir, plugins, warn=lambda message: _err(f"aist: {message}"))
+        write_reports(report, run_dir)
+        typer.echo(f"done: {run_dir / 'report.html'}")
+
+
+# Failures a rerun repeats (the data, the recipe or the component is the cause), matched by
+# class name along the exception's chain and class hierarchy (no torch-side import needed).
+DETERMINISTIC_FAILURES = frozenset({"StageEmpty", "TrainingDiverged", "CheckpointError", "ComponentError", "DatasetError",
+                                    "ValueError"})
+# Failures of the moment (a full or vanished disk, an interruption, memory): a rerun resumes.
+TRANSIENT_FAILURES = (OSError, KeyboardInterrupt, MemoryError)
+
+
+def _stage_advice(error: BaseException) -> str:
+    """What to do after a stage failed: "fix the cause, then rerun" when a rerun would fail the
+    same way (DETERMINISTIC_FAILURES anywhere in the chain and nothing transient), else "rerun
+    the same command to resume" (a crash, an OSError, an interruption)."""
+    chain = _chain(error)
+    if any(isinstance(e, TRANSIENT_FAILURES) for e in chain):
+        return "rerun the same command to resume"
+    if any(cls.__name__ in DETERMINISTIC_FAILURES for e in chain for cls in type(e).__mro__):
+        return "fix the cause, then rerun: finished stages are kept"
+    return "rerun the same command to resume"
 
 
 @app.command()
@@ -330,6 +361,9 @@ def export_command(
     except ExportError as exc:
         _err(f"aist export: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
+    except OSError as exc:  # the export was written aside and removed: OUT is as it was
+        _err(_os_error_line(exc, "export", out))
+        raise typer.Exit(EXIT_FAILED) from None
     for item in summary["skipped"]:
         _err(f"aist export: skipped {item['path']}: {item['reason']}")
     what = f"{summary['annotations']} annotations" if format_ == "coco" else f"{summary['models']} models"
@@ -348,8 +382,14 @@ def report(
     try:
         combine(runs, target, warn=lambda message: _err(f"aist report: {message}"))
     except FileNotFoundError as exc:
+        if exc.errno is not None:  # the file system's, not combine's "no report.json" (a usage error)
+            _err(_os_error_line(exc, "report"))
+            raise typer.Exit(EXIT_FAILED) from None
         _err(f"aist report: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
+    except OSError as exc:  # a full disk, a read-only folder
+        _err(_os_error_line(exc, "report"))
+        raise typer.Exit(EXIT_FAILED) from None
     except (ValueError, RecursionError) as exc:  # report.json that is not JSON, or not a report
         _err(f"aist report: {exc if isinstance(exc, ValueError) else 'report.json nested too deeply'}")
         raise typer.Exit(EXIT_USAGE) from None
@@ -368,14 +408,27 @@ def main() -> None:
         sys.exit(EXIT_FAILED)
 
 
-def _os_error_line(exc: OSError) -> str:
-    """One line for an operating-system error that ended a command (the first in a chain that
-    names a file, e.g. a stage's write and then its error.txt, both on a full disk)."""
+def _os_error_line(exc: OSError, command: str = "run", out: Path | None = None) -> str:
+    """One line for an operating-system error that ended `command` (run, export, report),
+    naming the file: the destination of a failed copy, else the first file named in the chain
+    (e.g. a stage's write and then its error.txt, both on a full disk); for `export`, the
+    output folder `out`. A full disk gets the advice that fits the command."""
     import errno
 
-    where = next((e.filename for e in _chain(exc) if isinstance(e, OSError) and e.filename), None)
+    chain = [e for e in _chain(exc) if isinstance(e, OSError)]
+    where = next((e.filename2 or e.filename for e in chain if e.filename2 or e.filename), None)
     what = f" ({where})" if where else ""
-    if any(isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) for e in _chain(exc)):
+    full = any(e.errno in (errno.ENOSPC, errno.EDQUOT) for e in chain)
+    if command == "export":
+        if full:
+            return (f"aist export: no space left on device writing {out}; free some space and rerun the same command "
+                    "(the partial export was removed)")
+        return f"aist export: {exc.strerror or exc}{what}; nothing was written to {out}"
+    if command == "report":
+        if full:
+            return f"aist report: no space left on device{what}; free some space and rerun the same command"
+        return f"aist report: {exc.strerror or exc}{what}"
+    if full:
         return (f"aist: no space left on device{what}; free some space and rerun the same command: "
                 "finished stages are kept and the interrupted one resumes")
     return f"aist: {exc.strerror or exc}{what}"

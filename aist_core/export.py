@@ -59,9 +59,15 @@ and the recipe(s) whose run folders (`<cache>/../*/resolved.json`, the default `
 layout) list that stage key.
 
 Errors: `ExportError` (one line naming the folder or file) for a folder that is not a views
-dataset, an unknown format, an output folder that is not empty, or an export with nothing to
-write. A bad record (unreadable image, empty mask, missing mask file) is skipped and listed with
-its reason in the summary's and the provenance's `skipped`.
+dataset, an unknown format, an output folder that is not empty, a `synth_id` that is not a plain
+name, or an export with nothing to write. A bad record (unreadable image, empty mask, missing
+mask file, an image or mask path that leaves the dataset folder, an object id that is not a plain
+name) is skipped and listed with its reason in the summary's and the provenance's `skipped`.
+
+Nothing is written outside OUT: the export is written into a temporary sibling folder
+(`.<OUT name>.export-*` next to OUT) that is renamed to OUT once complete, so a failed or
+interrupted export (a full disk) leaves OUT as it was (absent or empty) and the same command
+can simply be rerun; every destination is checked to resolve inside that folder.
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -84,6 +91,9 @@ from aist_core.dataset import DatasetError, ViewsDataset, image_info, read_image
 FORMATS = ("coco", "dpc")
 CARS = "02958343"
 DEFAULT_CATEGORY = "car"
+# A name that becomes one folder or file name (synth id, DPC model id): letters, digits, '_',
+# '.', '-', not starting with '.' or '-', no "..", up to 200 characters.
+PLAIN_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
 
 
 class ExportError(ValueError):
@@ -103,16 +113,33 @@ def export_dataset(source: str | os.PathLike, out: str | os.PathLike, fmt: str, 
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
+    if fmt == "dpc" and not (isinstance(synth_id, str) and PLAIN_NAME.fullmatch(synth_id)):
+        raise ExportError(f"--synth-id {synth_id!r}: not a plain name (letters, digits, '_', '.', '-', not starting "
+                          "with '.' or '-', no '..'); it becomes a folder name under OUT")
     data, stage_dir = resolve_dataset(source)
     out = Path(out)
+    if out.is_symlink():
+        raise ExportError(f"{out}: is a symbolic link; export into a new or empty folder")
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out}: exists and is not a folder; export into a new or empty folder")
     if out.is_dir() and any(out.iterdir()):
         raise ExportError(f"{out}: output folder is not empty; export into a new or empty folder")
     prov = provenance(data, stage_dir)
-    if fmt == "coco":
-        return export_coco(data, out, prov, link=link)
-    return export_dpc(data, out, prov, synth_id=synth_id, link=link)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    try:
+        if fmt == "coco":
+            summary = export_coco(data, work, prov, link=link)
+        else:
+            summary = export_dpc(data, work, prov, synth_id=synth_id, link=link)
+        if out.is_dir():
+            out.rmdir()  # empty (checked above); a file appearing in it meanwhile makes this fail
+        os.rename(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    summary["out"] = str(out)
+    return summary
 
 
 def resolve_dataset(path: str | os.PathLike) -> tuple[ViewsDataset, Path | None]:
@@ -257,6 +284,35 @@ def blender_extrinsic(q: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- files
+def path_problem(rel: Any) -> str | None:
+    """Why a record's file path (`image`, an instance's `mask`) is unusable, else None: it must
+    be a relative path that stays inside the dataset folder (and so inside OUT once copied)."""
+    if not isinstance(rel, str) or not rel:
+        return f"file path {rel!r} is not a relative path"
+    if "\0" in rel or "\\" in rel:
+        return f"file path {rel!r} has a NUL or backslash"
+    path = Path(rel)
+    if path.is_absolute() or ".." in path.parts:
+        return f"file path {rel!r} leaves the dataset folder (absolute or '..')"
+    return None
+
+
+def _id_as_name(record_id: str) -> str:
+    """A record id as a model folder name (records without `object`): a plain name."""
+    name = re.sub(r"\.\.+", "_", re.sub(r"[^A-Za-z0-9_.-]", "_", record_id))
+    return ("_" + name if not name or name[0] in ".-" else name)[:200]
+
+
+def _inside(root: Path, rel: str) -> Path:
+    """`root / rel`, refused (ExportError) when it resolves outside `root` (symbolic links followed)."""
+    target = root / rel
+    try:
+        target.resolve().relative_to(root.resolve())
+    except (ValueError, OSError, RuntimeError):
+        raise ExportError(f"{target}: resolves outside the output folder {root}") from None
+    return target
+
+
 def _place(source: Path, target: Path, link: bool = False) -> None:
     """Copy `source` to `target`; with `link`, hard-link it where the file system allows."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -279,12 +335,12 @@ def _place_upright(data: ViewsDataset, rel: str, out: Path, link: bool = False) 
     source = data.path(rel)
     info = image_info(source)
     if info.get("orientation", 1) == 1:
-        _place(source, out / rel, link)
+        _place(source, _inside(out, rel), link)
         return rel
     from aist_core.dataset import write_image
 
     upright = str(Path(rel).with_suffix(".png"))
-    write_image(out / upright, read_image(source, "RGBA" if info["has_alpha"] else "RGB"))
+    write_image(_inside(out, upright), read_image(source, "RGBA" if info["has_alpha"] else "RGB"))
     return upright
 
 
@@ -316,6 +372,9 @@ def _object_masks(data: ViewsDataset, rec: dict[str, Any]) -> tuple[tuple[int, i
             extras["label"] = inst.get("label") or DEFAULT_CATEGORY
             if not inst.get("mask"):
                 skipped.append({"path": f"{path}#instance={i}", "reason": "instance without mask file"})
+                continue
+            if (problem := path_problem(inst["mask"])) is not None:
+                skipped.append({"path": f"{path}#instance={i}", "reason": f"instance mask: {problem}"})
                 continue
             try:
                 mask = read_image(data.path(inst["mask"]), "L") > 127
@@ -354,6 +413,9 @@ def export_coco(data: ViewsDataset, out: Path, prov: dict[str, Any], link: bool 
     names: dict[str, int] = {DEFAULT_CATEGORY: 1}
     image_id = ann_id = 0
     for rec in data.records():
+        if (problem := path_problem(rec.get("image"))) is not None:
+            skipped.append({"path": f"{data.root}#id={rec.get('id')}", "reason": problem})
+            continue
         try:
             (height, width), masks, bad = _object_masks(data, rec)
         except DatasetError as exc:
@@ -414,7 +476,15 @@ def export_dpc(data: ViewsDataset, out: Path, prov: dict[str, Any], synth_id: st
     skipped: list[dict[str, str]] = []
     groups: dict[str, list[dict[str, Any]]] = {}
     for rec in data.records():
-        model = rec.get("object") or re.sub(r"[^A-Za-z0-9_.-]", "_", rec["id"])
+        if (problem := path_problem(rec.get("image"))) is not None:
+            skipped.append({"path": f"{data.root}#id={rec.get('id')}", "reason": problem})
+            continue
+        model = rec.get("object") or _id_as_name(str(rec["id"]))
+        if not isinstance(model, str) or not PLAIN_NAME.fullmatch(model):
+            skipped.append({"path": str(data.path(rec["image"])),
+                            "reason": f"object id {model!r} is not a plain name (letters, digits, '_', '.', '-', "
+                                      "not starting with '.' or '-', no '..'): it would name a folder under OUT"})
+            continue
         groups.setdefault(model, []).append(rec)
     model_split: dict[str, str] = {}
     views_per_model: dict[str, int] = {}
@@ -426,7 +496,7 @@ def export_dpc(data: ViewsDataset, out: Path, prov: dict[str, Any], synth_id: st
     for model, recs in sorted(groups.items()):
         recs = sorted(recs, key=lambda r: (r.get("view", 0), r["id"]))
         use_view = len({r.get("view") for r in recs}) == len(recs) and all(isinstance(r.get("view"), int) for r in recs)
-        folder = out / "renders" / synth_id / model
+        folder = _inside(out, f"renders/{synth_id}/{model}")
         written = 0
         for index, rec in enumerate(recs):
             path = data.path(rec["image"])

@@ -21,10 +21,14 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
+import json
+import os
 import re
+import stat
 import sys
 import types
 import typing
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,8 @@ from aist_core.interfaces import KIND_CLASSES, Component
 from aist_core.registry import PluginError, Registry
 
 SCHEMA = 1
+# The largest recipe file read (a recipe is a few KiB of TOML): refuses /dev/zero and the like.
+MAX_RECIPE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -82,8 +88,25 @@ class RecipeError(ValueError):
     """One or more problems in a recipe; `str()` has one line per problem."""
 
     def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
+        # one line each, whatever a key or a file name holds (newlines, NUL, bidi controls)
+        self.problems = [escape_controls(p) for p in problems]
+        super().__init__("\n".join(self.problems))
+
+
+def escape_controls(text: str) -> str:
+    """`text` with control, format and line-separator characters written as Python escapes
+    ("\\n", "\\x00", "\\u202e"): a printed problem stays one readable line."""
+    return "".join(ch.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") else ch
+                   for ch in text)
+
+
+def _key(*parts: Any) -> str:
+    """A key path for messages: printable parts as they are, a part with control or invisible
+    characters quoted as TOML writes it, escapes and all (`experiments."ok\\nname"`), so the
+    message stays one line and the odd key is visible as one."""
+    return ".".join(p if isinstance(p, str) and p.isprintable() else escape_controls(json.dumps(str(p), ensure_ascii=False))
+                    for p in parts)
 
 
 # ---------------------------------------------------------------------------- line numbers
@@ -190,10 +213,18 @@ def _deep_merge(base: dict, override: dict) -> dict:
 def load(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a recipe and apply `--set key.path=value` overrides (values parsed as TOML)."""
     path = Path(path)
-    if path.is_dir():
-        raise RecipeError([f"{path}: cannot read recipe (a directory, not a TOML file)"])
     try:
-        text = path.read_text(encoding="utf-8")
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise RecipeError([f"{path}: cannot read recipe (a directory, not a TOML file)"])
+        if not stat.S_ISREG(mode):  # a FIFO would block, a device (/dev/zero) never end
+            raise RecipeError([f"{path}: cannot read recipe (not a regular file: {_file_kind(mode)})"])
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_RECIPE_BYTES + 1)
+        if len(raw) > MAX_RECIPE_BYTES:
+            raise RecipeError([f"{path}: cannot read recipe (larger than {MAX_RECIPE_BYTES // 2**20} MiB; "
+                               "a recipe is a small TOML file)"])
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise RecipeError([f"{path}: cannot read recipe ({exc.strerror or exc})"]) from None
     except UnicodeDecodeError as exc:
@@ -210,18 +241,40 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     return recipe
 
 
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+# A `--set` key path: dot-separated bare keys, each optionally indexed (`filter[1].min_side`).
+SET_KEY = re.compile(r"[A-Za-z0-9_-]+(\[\d+\])?(\.[A-Za-z0-9_-]+(\[\d+\])?)*")
+
+
 def _apply_override(recipe: Recipe, item: str) -> None:
     """Set one `key.path=value`; `name[i]` steps into an existing array of tables."""
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key:
         raise RecipeError([f"--set {item!r}: expected key.path=value"])
+    if not SET_KEY.fullmatch(key):
+        raise RecipeError([f"--set {key!r}: malformed key path: dot-separated bare keys (letters, digits, '_', '-'), "
+                           "each optionally indexed with [i]; no empty or quoted parts"])
     try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        parsed = tomllib.loads(f"v = {raw.strip()}")
     except tomllib.TOMLDecodeError:
-        value = raw.strip()  # bare words are strings: --set dataset.use=dpc
+        if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in raw.strip()):
+            raise RecipeError([f"--set {key}: value {raw.strip()!r} is not one TOML value (it holds a line break "
+                               "or control character)"]) from None
+        parsed = {"v": raw.strip()}  # bare words are strings: --set dataset.use=dpc
     except RecursionError:
         raise RecipeError([f"--set {key}: value nested too deeply"]) from None
+    if set(parsed) != {"v"}:  # "1e-4\nname = '../x'" would set a second key
+        raise RecipeError([f"--set {key}: value {raw.strip()!r} is more than one TOML value (it sets "
+                           f"{', '.join(repr(k) for k in parsed if k != 'v')} too); give one value"])
+    value = parsed["v"]
     node: Any = recipe.data
     parts = key.split(".")
     for i, part in enumerate(parts):
@@ -321,7 +374,7 @@ def validate(recipe: Recipe, registry: Registry) -> dict[str, dict[str, Any]]:
         problems.append(f"{recipe.where('schema')}: schema: expected schema = {SCHEMA}, got {data.get('schema')!r}")
     for key in data:
         if key not in TOP_LEVEL:
-            problems.append(_unknown(recipe, key, key, sorted(TOP_LEVEL), "top-level key"))
+            problems.append(_unknown(recipe, key, key, sorted(TOP_LEVEL), "top-level key", shown=_key(key)))
     problems += _check_tensorboard(recipe)
     problems += _check_top_level(recipe)
     experiments = data.get("experiments", {})
@@ -331,16 +384,17 @@ def validate(recipe: Recipe, registry: Registry) -> dict[str, dict[str, Any]]:
         experiments = {}
     for name, override in experiments.items():
         if not PLAIN_NAME.fullmatch(name):
-            problems.append(f"{recipe.where(f'experiments.{name}')}: experiments.{name}: {_name_rule('experiment name', name)}")
+            problems.append(f"{recipe.where(f'experiments.{name}')}: {_key('experiments', name)}: {_name_rule('experiment name', name)}")
         if not isinstance(override, dict):
-            problems.append(f"{recipe.where(f'experiments.{name}')}: experiments.{name}: must be a table")
+            problems.append(f"{recipe.where(f'experiments.{name}')}: {_key('experiments', name)}: must be a table")
             continue
         for key in override:
             if key not in EXPERIMENT_KEYS:
-                problems.append(_unknown(recipe, f"experiments.{name}.{key}", key, sorted(EXPERIMENT_KEYS), "experiment key"))
+                problems.append(_unknown(recipe, f"experiments.{name}.{key}", key, sorted(EXPERIMENT_KEYS), "experiment key",
+                                         shown=_key("experiments", name, key)))
         if override.get("train_on", "synthetic") not in TRAIN_ON:
             problems.append(
-                f"{recipe.where(f'experiments.{name}.train_on')}: experiments.{name}.train_on: "
+                f"{recipe.where(f'experiments.{name}.train_on')}: {_key('experiments', name, 'train_on')}: "
                 f"{override['train_on']!r} is not one of {', '.join(TRAIN_ON)}"
             )
     if problems:
@@ -441,7 +495,7 @@ def _validate_stage(recipe, registry, stage, spec, table, problems) -> Validated
     if spec.kind is None:
         for key in table:
             if key not in spec.options:
-                problems.append(_unknown(recipe, f"{stage}.{key}", key, sorted(spec.options), "option"))
+                problems.append(_unknown(recipe, f"{stage}.{key}", key, sorted(spec.options), "option", shown=_key(stage, key)))
         return ValidatedStage(stage, [], options)
     rest = {k: v for k, v in table.items() if k not in spec.options}
     c = _validate_component(recipe, registry, spec.kind, rest, stage, problems, set(spec.options))
@@ -454,8 +508,12 @@ def _validate_component(recipe, registry, kind, table, path, problems, stage_opt
         return None
     name = table.get("use")
     available = registry.names(kind)
-    if not isinstance(name, str):
+    if "use" not in table:
         problems.append(f"{recipe.where(path)}: {path}.use: missing; pick a {kind}: {', '.join(available) or 'none installed'}")
+        return None
+    if not isinstance(name, str):
+        problems.append(f"{recipe.where(f'{path}.use')}: {path}.use: must be a string (a registered name), got {name!r}; "
+                        f"pick a {kind}: {', '.join(available) or 'none installed'}")
         return None
     if name not in available:
         problems.append(_unknown(recipe, f"{path}.use", name, available, kind))
@@ -478,7 +536,8 @@ def _validate_component(recipe, registry, kind, table, path, problems, stage_opt
             continue
         key_path = f"{path}.{key}"
         if key not in signature:
-            problems.append(_unknown(recipe, key_path, key, sorted(set(signature) | stage_options), "parameter", f" of {kind} {name!r}"))
+            problems.append(_unknown(recipe, key_path, key, sorted(set(signature) | stage_options), "parameter",
+                                     f" of {kind} {name!r}", shown=f"{path}.{_key(key)}"))
             continue
         nested_kind = _component_kind(hints.get(key))
         if nested_kind:
@@ -507,8 +566,10 @@ def _validate_component(recipe, registry, kind, table, path, problems, stage_opt
     return ComponentSpec(kind, name, params)
 
 
-def _unknown(recipe: Recipe, key_path: str, given: str, accepted: list[str], what: str, owner: str = "") -> str:
-    message = f"{recipe.where(key_path)}: {key_path}: unknown {what} {given!r}{owner}"
+def _unknown(recipe: Recipe, key_path: str, given: str, accepted: list[str], what: str, owner: str = "",
+             shown: str | None = None) -> str:
+    """`shown`: the key path as printed, when it differs from the one looked up (`_key`)."""
+    message = f"{recipe.where(key_path)}: {shown or key_path}: unknown {what} {given!r}{owner}"
     close = difflib.get_close_matches(given, accepted, n=1, cutoff=0.6)
     if close:
         message += f"; did you mean {close[0]!r}?"

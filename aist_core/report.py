@@ -32,13 +32,15 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import aist_core
-from aist_core.context import write_json_atomic
+from aist_core.context import strict_json
 from aist_core.stats import excludes_zero
 
 TABLE_KEYS = ("precision", "coverage", "chamfer", "pose_accuracy_30", "median_pose_error_deg")
@@ -52,11 +54,88 @@ FINDING_KEYS = (("pose_accuracy_30", "pose accuracy@30"), ("median_pose_error_de
 PHOTO_SETS = ("real", "diagnostic")
 
 
+# ---------------------------------------------------------------------------- writing into a run folder
+# Every file aist puts into a run folder (`--out`) goes through these: written to a new
+# temporary file in the same folder, then renamed over the destination. A symbolic link planted
+# at the destination is replaced, never written through, and a failed write (a full disk) leaves
+# the previous file whole instead of a truncated one.
+def replace_file(path: Path, data: str | bytes) -> None:
+    """Write `data` (text as UTF-8) to `path` by replacing it (see above)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as exc:  # named after the destination, not the temporary file
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def replace_json(path: Path, data: Any, strict: bool = True) -> None:
+    """`data` as JSON at `path` (`replace_file`). strict: non-finite floats become null, keys
+    sorted, as `aist_core.context.write_json_atomic` writes; else json.dumps(default=str)."""
+    if strict:
+        text = json.dumps(strict_json(data), indent=2, sort_keys=True, allow_nan=False, default=_json_default)
+    else:
+        text = json.dumps(data, indent=2, default=str)
+    replace_file(path, text)
+
+
+def copy_replacing(source: Path, target: Path) -> None:
+    """Copy `source` (contents, mode and times) to `target` by replacing it (see above)."""
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        shutil.copystat(source, tmp)
+        os.replace(tmp, target)
+    except OSError as exc:  # named after the destination, not the temporary file
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(target)) from exc
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def own_folder(path: Path) -> Path:
+    """`path` as a real folder: a symbolic link there is removed first (not followed), so that
+    what is written into it lands in the run folder."""
+    path = Path(path)
+    if path.is_symlink():
+        path.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 # ---------------------------------------------------------------------------- report.json
-def build_report(pipeline, run_dir: Path, plugins: list[dict[str, Any]]) -> dict[str, Any]:
-    """Assemble report.json from the finished nodes and copy their figures into the run."""
-    figures_dir = run_dir / "figures"
-    figures_dir.mkdir(parents=True, exist_ok=True)
+def build_report(pipeline, run_dir: Path, plugins: list[dict[str, Any]],
+                 warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Assemble report.json from the finished nodes and copy their figures into the run.
+
+    Only figures inside their stage folder are copied: a stage.json `figures` entry that
+    resolves outside it (absolute, "..", a symbolic link leading out; a tampered cache) is
+    skipped with one `warn` line (default: stderr).
+    """
+    warn = warn or (lambda message: print(message, file=sys.stderr))
+    figures_dir = own_folder(run_dir / "figures")
     report: dict[str, Any] = {
         "name": pipeline.recipe.name,
         "recipe": str(pipeline.recipe.path),
@@ -80,11 +159,18 @@ def build_report(pipeline, run_dir: Path, plugins: list[dict[str, Any]]) -> dict
             # values the stage's components set through ctx.report (runner.execute_node)
             "report": {k: result.get("report", {}).get(k) for k in result.get("context_keys", [])},
         }
-        for rel in result.get("figures", []):
-            src = node.dir / rel
+        figures = result.get("figures", [])
+        if not isinstance(figures, list):
+            warn(f"{node.dir / 'stage.json'}: figures is not a list ({figures!r:.60}); no figure of this stage copied")
+            figures = []
+        for rel in figures:
+            src = _inside(node.dir, rel)
+            if src is None:
+                warn(f"{node.dir / 'stage.json'}: figure {rel!r:.200} is not a file inside {node.dir}; skipped")
+                continue
             if src.is_file():
                 dst = figures_dir / f"{node.stage}-{node.key[:8]}-{Path(rel).name}"
-                shutil.copy2(src, dst)
+                copy_replacing(src, dst)
                 report["figures"].append({"stage": node.label, "path": str(dst.relative_to(run_dir)), "title": Path(rel).stem.replace("_", " ")})
         stage_report = result.get("report", {})
         if node.stage in ("dataset", "photos"):
@@ -123,10 +209,12 @@ def experiment_entry(sets: dict[str, dict[str, Any]], exp: str, baseline: str | 
 
 
 def write_reports(report: dict[str, Any], run_dir: Path) -> None:
-    """Write report.json (strict JSON), report.md and report.html into `run_dir`."""
-    write_json_atomic(run_dir / "report.json", report)
-    (run_dir / "report.md").write_text(to_markdown(report))
-    (run_dir / "report.html").write_text(to_html(report))
+    """Write report.json (strict JSON), report.md and report.html into `run_dir`, each replacing
+    whatever is there (`replace_file`: a symbolic link is replaced, not followed)."""
+    markdown, page = to_markdown(report), to_html(report)  # a report that cannot render writes nothing
+    replace_json(run_dir / "report.json", report)
+    replace_file(run_dir / "report.md", markdown)
+    replace_file(run_dir / "report.html", page)
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -476,15 +564,18 @@ def combine(run_dirs: list[Path], out_dir: Path, warn: Callable[[str], None] | N
 
     Only files inside a run folder are copied: a figure whose path resolves outside its run (an
     absolute path, "..", a symbolic link leading out) is skipped with one `warn` line (default:
-    stderr). Raises FileNotFoundError for a folder without report.json and ValueError for a
-    report.json that is not a JSON object.
+    stderr). Every file written into `out_dir` replaces what is there (`replace_file`: a
+    symbolic link is replaced, never followed). Raises FileNotFoundError for a folder without
+    report.json and ValueError "<path>: not an aist report (<field>: <problem>)" for a
+    report.json that is not a JSON object or whose fields have the wrong types; nothing is
+    written then.
     """
     warn = warn or (lambda message: print(message, file=sys.stderr))
     combined: dict[str, Any] = {"name": " + ".join(d.name for d in run_dirs), "recipe": ", ".join(str(d) for d in run_dirs),
                                 "aist_version": aist_core.__version__, "experiments": {}, "curation": {}, "stages": {},
                                 "figures": [], "reference_rows": {}, "domain_gap": {}}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for run_dir in run_dirs:
+    reports = []
+    for run_dir in run_dirs:  # every report is read and checked before anything is written
         path = run_dir / "report.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; is {run_dir} a finished aist run folder?")
@@ -494,6 +585,12 @@ def combine(run_dirs: list[Path], out_dir: Path, warn: Callable[[str], None] | N
             raise ValueError(f"{path}: not an aist report (invalid JSON: {exc})") from None
         if not isinstance(report, dict):
             raise ValueError(f"{path}: not an aist report (expected a JSON object)")
+        problem = report_problem(report)
+        if problem:
+            raise ValueError(f"{path}: not an aist report ({problem})")
+        reports.append((run_dir, path, report))
+    out_dir.mkdir(parents=True, exist_ok=True)  # the folder named by the user; its contents are ours
+    for run_dir, path, report in reports:
         prefix = run_dir.name if len(run_dirs) > 1 else ""
 
         def named(name: str) -> str:
@@ -501,34 +598,89 @@ def combine(run_dirs: list[Path], out_dir: Path, warn: Callable[[str], None] | N
 
         if len(run_dirs) == 1:
             combined["baseline"] = report.get("baseline")
-        for exp, entry in report.get("experiments", {}).items():
+        for exp, entry in (report.get("experiments") or {}).items():
             if "compared_with" in entry:
                 entry = {**entry, "compared_with": named(entry["compared_with"])}
             combined["experiments"][named(exp)] = entry
         for key in ("reference_rows", "domain_gap"):
-            for name, value in report.get(key, {}).items():
+            for name, value in (report.get(key) or {}).items():
                 combined[key][named(name)] = value
-        combined["curation"] = combined["curation"] or report.get("curation", {})
-        combined["dataset"] = combined.get("dataset") or report.get("dataset", {})
-        for label, stage in report.get("stages", {}).items():
+        combined["curation"] = combined["curation"] or report.get("curation") or {}
+        combined["dataset"] = combined.get("dataset") or report.get("dataset") or {}
+        for label, stage in (report.get("stages") or {}).items():
             combined["stages"][named(label)] = stage
         combined.setdefault("skipped_inputs", []).extend({**g, "stage": named(g["stage"])} for g in report.get("skipped_inputs") or [])
-        for fig in report.get("figures", []):
+        for fig in report.get("figures") or []:
             src = _inside(run_dir, fig.get("path") if isinstance(fig, dict) else None)
             if src is None:
                 warn(f"{path}: figure {fig.get('path') if isinstance(fig, dict) else fig!r} is not a file inside "
                      f"{run_dir}; skipped")
                 continue
+            fig = {**fig, "stage": str(fig.get("stage", "")), "title": str(fig.get("title", Path(fig["path"]).stem))}
             if Path(run_dir).resolve() == Path(out_dir).resolve():  # rebuilding a run's own report: keep its figures
                 combined["figures"].append(fig)
                 continue
-            dst = out_dir / "figures" / f"{run_dir.name}-{Path(fig['path']).name}"
+            dst = own_folder(out_dir / "figures") / f"{run_dir.name}-{Path(fig['path']).name}"
             if src.resolve() != dst.resolve() and src.is_file():
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, dst)
+                copy_replacing(src, dst)
             combined["figures"].append({**fig, "path": str(dst.relative_to(out_dir))})
     write_reports(combined, out_dir)
     return combined
+
+
+def _json_kind(value: Any) -> str:
+    """How a JSON value reads in a message: "a list", "a number (5)", "null"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({json.dumps(value)})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return f"a string ({value[:40]!r})"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def report_problem(report: dict[str, Any]) -> str | None:
+    """The first field of a report.json whose type `combine` and the human reports cannot use,
+    as "<field>: <what is wrong>"; None when every field they read has the right type. A
+    report that passes renders: this ends with a trial rendering of its tables."""
+    for key in ("experiments", "reference_rows", "domain_gap", "curation", "dataset", "stages"):
+        value = report.get(key)
+        if key in report and value is not None and not isinstance(value, dict):
+            return f"{key}: expected an object, got {_json_kind(value)}"
+    for key in ("experiments", "reference_rows", "domain_gap", "stages"):
+        for name, entry in (report.get(key) or {}).items():
+            if not isinstance(entry, dict):
+                return f"{key}.{json.dumps(name)}: expected an object, got {_json_kind(entry)}"
+            if "compared_with" in entry and not isinstance(entry["compared_with"], str):
+                return f"{key}.{json.dumps(name)}.compared_with: expected a string, got {_json_kind(entry['compared_with'])}"
+            sets = entry.get("test_sets")
+            if key in ("experiments", "reference_rows") and sets is not None:
+                if not isinstance(sets, dict):
+                    return f"{key}.{json.dumps(name)}.test_sets: expected an object, got {_json_kind(sets)}"
+                for set_name, values in sets.items():
+                    if not isinstance(values, dict):
+                        return f"{key}.{json.dumps(name)}.test_sets.{json.dumps(set_name)}: expected an object, got {_json_kind(values)}"
+    if report.get("baseline") is not None and not isinstance(report["baseline"], str):
+        return f"baseline: expected a string or null, got {_json_kind(report['baseline'])}"
+    for key in ("figures", "skipped_inputs"):
+        value = report.get(key)
+        if key in report and value is not None and not isinstance(value, list):
+            return f"{key}: expected a list, got {_json_kind(value)}"
+    for i, group in enumerate(report.get("skipped_inputs") or []):
+        if not isinstance(group, dict):
+            return f"skipped_inputs[{i}]: expected an object, got {_json_kind(group)}"
+        for field in ("stage", "reason"):
+            if not isinstance(group.get(field), str):
+                return f"skipped_inputs[{i}].{field}: expected a string, got {_json_kind(group.get(field))}"
+    probe = {"name": "", "recipe": "", "aist_version": "", **report, "figures": []}
+    try:
+        to_markdown(probe)
+        to_html(probe)
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
+        return f"a value of an unexpected type: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+    return None
 
 
 def _inside(run_dir: Path, relative: Any) -> Path | None:

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def aist(*args, **kw):
     return subprocess.run([sys.executable, "-m", "aist_core.cli", *args], capture_output=True, text=True, **kw)
@@ -87,3 +89,90 @@ def test_show_does_not_substitute_the_interfaces_doc():
     assert "rejection rule" not in text  # Filter's docstring, which inspect.getdoc would fall back to
     assert "  share: float = 0.5  [in [0, 1]]\n      the share of something." in text
     assert "  other: int = 1\n      another thing, documented over two lines." in text
+
+
+# ---------------------------------------------------------------------------- advice after a failure
+def _named(name: str, base: type = RuntimeError) -> type:
+    """An exception class known by name only (as torch-side classes are to the command line)."""
+    return type(name, (base,), {})
+
+
+def _raised(error: BaseException, cause: BaseException | None = None) -> BaseException:
+    try:
+        try:
+            if cause is not None:
+                raise cause
+        except BaseException as inner:
+            raise error from inner
+        raise error
+    except BaseException as exc:
+        return exc
+
+
+FIX = "fix the cause, then rerun: finished stages are kept"
+RESUME = "rerun the same command to resume"
+
+
+def test_stage_advice_tells_deterministic_failures_from_interrupted_ones():
+    from aist_core.boundary import ComponentError, Origin
+    from aist_core.cli import _stage_advice
+    from aist_core.dataset import DatasetError, StageEmpty
+
+    origin = Origin("translator", "x")
+    cases = [
+        (StageEmpty("no image left"), FIX),
+        (_named("TrainingDiverged")("loss is nan"), FIX),
+        (_named("CheckpointError", ValueError)("bad checkpoint"), FIX),
+        (DatasetError("x.png: unreadable"), FIX),
+        (ValueError("a plugin's own check"), FIX),
+        (_raised(ComponentError(origin, "fit(): ValueError"), ValueError("shape")), FIX),
+        (RuntimeError("a crash"), RESUME),
+        (OSError(5, "Input/output error"), RESUME),
+        (KeyboardInterrupt(), RESUME),
+        (MemoryError(), RESUME),
+        (_raised(ComponentError(origin, "fit(): OSError"), OSError(5, "Input/output error")), RESUME),
+    ]
+    for error, advice in cases:
+        assert _stage_advice(error) == advice, error
+
+
+@pytest.mark.parametrize("error, advice", [
+    ("StageEmpty", FIX),
+    ("OSError", RESUME),
+])
+def test_a_stage_failure_ends_with_the_advice_that_fits(tmp_path, monkeypatch, capsys, error, advice):
+    from aist_plugins.procedural.procedural import ProceduralCars
+
+    from aist_core.cli import main
+    from aist_core.dataset import StageEmpty
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('schema = 1\n[dataset]\nuse = "procedural-cars"\nn_objects = 2\n[shape_pose]\nuse = "viewpoint-psgn"\n')
+
+    def failing(self, *args, **kwargs):
+        raise StageEmpty("every view was rejected") if error == "StageEmpty" else OSError(5, "Input/output error")
+
+    monkeypatch.setattr(ProceduralCars, "build", failing)
+    monkeypatch.setattr(sys, "argv", ["aist", "run", str(recipe), "--quiet", "--workers", "1",
+                                      "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache")])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("aist:")]
+    assert exited.value.code == 1 and len(err) == 2, err
+    assert err[0].startswith("aist: stage main/dataset failed: ") and error in err[0], err
+    assert err[1].startswith("aist: traceback in ") and err[1].endswith("error.txt; " + advice), err
+
+
+def test_os_error_line_names_the_destination_and_fits_the_command(tmp_path):
+    import errno
+
+    from aist_core.cli import _os_error_line
+
+    full = OSError(errno.ENOSPC, "No space left on device", "cache/src.png", None, "run/figures/dst.png")
+    assert _os_error_line(full) == ("aist: no space left on device (run/figures/dst.png); free some space and rerun the "
+                                    "same command: finished stages are kept and the interrupted one resumes")
+    assert _os_error_line(full, "report") == ("aist report: no space left on device (run/figures/dst.png); free some "
+                                              "space and rerun the same command")
+    assert _os_error_line(full, "export", tmp_path / "out") == (
+        f"aist export: no space left on device writing {tmp_path / 'out'}; free some space and rerun the same command "
+        "(the partial export was removed)")

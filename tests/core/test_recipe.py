@@ -262,3 +262,60 @@ def test_full_disk_is_one_line_exit_1_and_loses_nothing(tmp_path, monkeypatch, c
     theirs = json.loads((tmp_path / "ref" / "report.json").read_text())
     assert ours["experiments"] == theirs["experiments"]
     assert {k: v["key"] for k, v in ours["stages"].items()} == {k: v["key"] for k, v in theirs["stages"].items()}
+
+
+# ---------------------------------------------------------------------------- not a recipe file
+def test_fifo_and_devices_are_refused_without_reading(tmp_path):
+    import os
+
+    fifo = tmp_path / "recipe.toml"
+    os.mkfifo(fifo)
+    out = subprocess.run([sys.executable, "-m", "aist_core.cli", "check", str(fifo)], capture_output=True, text=True, timeout=60)
+    one_line_usage_error(out)
+    assert out.stderr == f"{fifo}: cannot read recipe (not a regular file: a FIFO)\n"
+    for device in ("/dev/zero", "/dev/urandom"):
+        out = subprocess.run([sys.executable, "-m", "aist_core.cli", "check", device], capture_output=True, text=True, timeout=60)
+        one_line_usage_error(out)
+        assert out.stderr == f"{device}: cannot read recipe (not a regular file: a character device)\n"
+
+
+def test_oversized_recipe_is_refused(tmp_path):
+    from aist_core.recipe import MAX_RECIPE_BYTES
+
+    path = tmp_path / "recipe.toml"
+    with open(path, "wb") as handle:
+        handle.truncate(MAX_RECIPE_BYTES + 1)  # sparse: no disk used
+    out = check(path)
+    one_line_usage_error(out)
+    assert out.stderr == f"{path}: cannot read recipe (larger than 16 MiB; a recipe is a small TOML file)\n"
+
+
+# ---------------------------------------------------------------------------- --set: one key, one value
+@pytest.mark.parametrize("override, message", [
+    ('translate.lr=1e-4\nname = "../x"',
+     "--set translate.lr: value '1e-4\\nname = \"../x\"' is more than one TOML value (it sets 'name' too); give one value"),
+    ("translate.lr=1\n[x]\ny = 2", "--set translate.lr: value '1\\n[x]\\ny = 2' is more than one TOML value (it sets 'x' too)"),
+    ("dataset.use=abc\ndef", "--set dataset.use: value 'abc\\ndef' is not one TOML value (it holds a line break or control character)"),
+    ('experiments."../x".train_on=synthetic', "--set 'experiments.\"../x\".train_on': malformed key path"),
+    ("translate..lr=1", "--set 'translate..lr': malformed key path"),
+    (".seed=1", "--set '.seed': malformed key path"),
+    ("seed.=1", "--set 'seed.': malformed key path"),
+    ("a\nb=1", "--set 'a\\nb': malformed key path"),
+    ("a\x00b=1", "--set 'a\\x00b': malformed key path"),
+])
+def test_set_is_one_key_and_one_value(tmp_path, override, message):
+    out = check(write(tmp_path, GOOD), "--set", override) if "\x00" not in override else None
+    if out is None:  # a NUL cannot pass through argv: the loader itself
+        from aist_core.recipe import RecipeError
+
+        with pytest.raises(RecipeError) as refused:
+            load(write(tmp_path, GOOD), [override])
+        assert refused.value.problems[0].startswith(message) and len(refused.value.problems) == 1
+        return
+    one_line_usage_error(out, message)
+
+
+def test_use_of_the_wrong_type_says_so(tmp_path):
+    out = check(write(tmp_path, GOOD), "--set", "evaluate.metrics[0].use=7")
+    one_line_usage_error(out, "evaluate.metrics[0].use: must be a string (a registered name), got 7; pick a metric:")
+    assert "missing" not in out.stderr

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from aist_plugins.procedural.procedural import ProceduralCars
+from aist_plugins.readers.dpc import DPCData
+from aist_plugins.style.colour_transfer import ColourTransfer
 from typer.testing import CliRunner
 
 from aist_core import camera
@@ -15,9 +18,6 @@ from aist_core.dataset import ViewsDataset, write_image
 from aist_core.export import blender_extrinsic, dpc_campos, export_dataset
 from aist_core.stages.stylize import stylize_dataset
 from aist_core.testing.fixtures import make_views_dataset
-from aist_plugins.procedural.procedural import ProceduralCars
-from aist_plugins.readers.dpc import DPCData
-from aist_plugins.style.colour_transfer import ColourTransfer
 
 pycocotools = pytest.importorskip("pycocotools")
 from pycocotools.coco import COCO
@@ -278,3 +278,95 @@ def test_link_hard_links_instead_of_copying(tmp_path):
     assert (tmp_path / "linked" / "images" / "obj000_0.png").stat().st_ino == source.stat().st_ino
     export_dataset(root, tmp_path / "dpc", "dpc", link=True)
     assert (tmp_path / "dpc" / "renders" / "02958343" / "obj000" / "render_0.png").stat().st_ino == source.stat().st_ino
+
+
+# ---------------------------------------------------------------------------- nothing outside OUT
+def _tamper(root: Path, index: int, **fields) -> dict:
+    """Rewrite record `index` of views.jsonl with `fields`; returns the new record."""
+    lines = [json.loads(line) for line in (root / "views.jsonl").read_text().splitlines()]
+    lines[index].update(fields)
+    (root / "views.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return lines[index]
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("fmt, field, value", [
+    ("coco", "image", "../../../escaped.png"),
+    ("dpc", "image", "../../../escaped.png"),
+    ("coco", "image", "/tmp/aist-export-escaped.png"),
+    ("dpc", "object", "../../../../escaped"),
+    ("dpc", "object", "a/../../../escaped"),
+])
+def test_records_that_would_write_outside_out_are_skipped_with_a_reason(tmp_path, fmt, field, value):
+    root = make_views_dataset(tmp_path / "deep" / "er" / "views", n_objects=2, views=2, size=16, points=200)
+    if field == "image":  # the file exists where the record points, so only the check stops it
+        target = (root / value) if not Path(value).is_absolute() else Path(value)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((root / "images" / "obj000_0.png").read_bytes())
+    _tamper(root, 0, **{field: value})
+    before = _files(tmp_path)
+    out = tmp_path / "deep" / "er" / "out"
+    summary = export_dataset(root, out, fmt)
+    assert [s["reason"] for s in summary["skipped"]] == [
+        f"file path {value!r} leaves the dataset folder (absolute or '..')" if field == "image" else
+        f"object id {value!r} is not a plain name (letters, digits, '_', '.', '-', not starting with '.' or '-', "
+        "no '..'): it would name a folder under OUT"]
+    assert summary["images"] == 3 and summary["out"] == str(out)
+    assert [f for f in _files(tmp_path) if f not in before and not f.startswith("deep/er/out")] == []
+    Path("/tmp/aist-export-escaped.png").unlink(missing_ok=True)
+
+
+def test_synth_id_that_is_not_a_plain_name_is_refused_in_one_line(tmp_path):
+    root = make_views_dataset(tmp_path / "views", n_objects=1, views=2, size=16, points=200)
+    for synth_id in ("../../x", "/tmp/x", "a/b", ".hidden", ""):
+        result = CliRunner().invoke(app, ["export", str(root), str(tmp_path / "out"), "--format", "dpc", "--synth-id", synth_id])
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and lines == [
+            f"aist export: --synth-id {synth_id!r}: not a plain name (letters, digits, '_', '.', '-', not starting "
+            "with '.' or '-', no '..'); it becomes a folder name under OUT"], result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["views"]
+
+
+def test_a_failed_export_leaves_out_absent_and_the_rerun_works(tmp_path, monkeypatch):
+    """A full disk mid-export: OUT stays as it was (no partial files, no temporary folder), the
+    message names OUT, and the same command then succeeds."""
+    import errno
+
+    from aist_core import export
+
+    root = make_views_dataset(tmp_path / "views", n_objects=2, views=2, size=16, points=200)
+    (tmp_path / "out").mkdir()  # an empty OUT is accepted, and must stay usable
+    calls = {"n": 0}
+    real_place = export._place
+
+    def full_disk(source, target, link=False):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(source), None, str(target))
+        real_place(source, target, link)
+
+    monkeypatch.setattr(export, "_place", full_disk)
+    runner = CliRunner()
+    failed = runner.invoke(app, ["export", str(root), str(tmp_path / "out"), "--format", "coco"])
+    lines = [line for line in failed.output.splitlines() if line.strip()]
+    assert failed.exit_code == 1 and lines == [
+        f"aist export: no space left on device writing {tmp_path / 'out'}; free some space and rerun the same "
+        "command (the partial export was removed)"], failed.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "views"] and not any((tmp_path / "out").iterdir())
+    monkeypatch.setattr(export, "_place", real_place)
+    ok = runner.invoke(app, ["export", str(root), str(tmp_path / "out"), "--format", "coco"])
+    assert ok.exit_code == 0 and "done: 4 images" in ok.output, ok.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "views"]
+
+
+def test_out_that_is_a_symbolic_link_is_refused(tmp_path):
+    root = make_views_dataset(tmp_path / "views", n_objects=1, views=2, size=16, points=200)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out").symlink_to(tmp_path / "elsewhere")
+    result = CliRunner().invoke(app, ["export", str(root), str(tmp_path / "out"), "--format", "coco"])
+    assert result.exit_code == 2 and result.output.splitlines() == [
+        f"aist export: {tmp_path / 'out'}: is a symbolic link; export into a new or empty folder"], result.output
+    assert list((tmp_path / "elsewhere").iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "out", "views"]
