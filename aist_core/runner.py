@@ -254,6 +254,62 @@ class RunSettings:
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)
 
 
+def _rank() -> tuple[int, int]:
+    """(RANK, WORLD_SIZE) from the environment `torchrun` sets; (0, 1) outside torchrun."""
+    return int(os.environ.get("RANK", "0") or 0), int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def trains_on_every_rank(node: Node) -> bool:
+    """Under `torchrun` (WORLD_SIZE > 1): whether the node's component trains on every process
+    (its class sets `distributed = True`: the CycleGAN translator and DPC, under
+    DistributedDataParallel). Every other stage runs once, on whichever process takes its lock
+    first, while the others wait and read it back. False outside torchrun (nothing imported)."""
+    if _rank()[1] <= 1 or node.spec is None or not node.spec.components or node.registry is None:
+        return False
+    spec = node.spec.components[0]
+    return bool(getattr(node.registry.load(spec.kind, spec.name), "distributed", False))
+
+
+def _follow(node: Node, settings: RunSettings, seed: int, force: bool) -> None:
+    """A rank > 0 of a torchrun job at a stage that `trains_on_every_rank`: train along with rank 0,
+    which alone holds the lock, writes and commits. This rank runs the stage function on the
+    shared `<key>.work/` (checkpoints: the component reads, only rank 0 writes) into a private
+    `<key>.rank<r>/` (deleted after), then leaves `<key>.rank<r>.done` so that rank 0 deletes the
+    work folder only after every rank is done with it. Without `force` nothing happens when the
+    stage is finished (or finished but not committed): then every rank reads it back."""
+    rank, _world = _rank()
+    base = settings.cache / node.stage
+    finished = (base / node.key / "stage.json").is_file() or (base / f"{node.key}.partial" / "stage.json").is_file()
+    if finished and not force:
+        return
+    node.dir = base / node.key
+    marker, scratch = base / f"{node.key}.rank{rank}.done", base / f"{node.key}.rank{rank}"
+    marker.unlink(missing_ok=True)  # one a killed job left would let rank 0 delete the work folder too early
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    ctx = StageContext(workdir=base / f"{node.key}.work", seed=seed,
+                       device=settings.device, progress=lambda items, total=None, description="": items,
+                       log=lambda _msg: None)
+    try:
+        node.work(node, scratch, ctx)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        marker.touch()
+
+
+def _wait_for_followers(node: Node, settings: RunSettings) -> None:
+    """On rank 0 of a torchrun job after a stage that `trains_on_every_rank`: wait until every other
+    rank has left its `.done` marker (torchrun stops the whole job should a rank fail), then
+    remove the markers."""
+    _rank0, world = _rank()
+    base = settings.cache / node.stage
+    markers = [base / f"{node.key}.rank{r}.done" for r in range(1, world)]
+    while not all(m.is_file() for m in markers):
+        time.sleep(0.2)
+    for marker in markers:
+        marker.unlink()
+
+
 def execute_node(node: Node, pipeline: Pipeline, settings: RunSettings, force: bool = False) -> dict[str, Any]:
     """Run one stage into its cache folder, or read it back if it is already there.
 
@@ -268,6 +324,12 @@ def execute_node(node: Node, pipeline: Pipeline, settings: RunSettings, force: b
     """
     base = settings.cache / node.stage
     base.mkdir(parents=True, exist_ok=True)
+    rank, _world = _rank()
+    if rank > 0 and trains_on_every_rank(node):
+        # under torchrun: train along with rank 0 (which computes exactly when this follows),
+        # then read its result back
+        _follow(node, settings, node.config.get("seed", pipeline.recipe.seed), force)
+        force = False
     node.dir = base / node.key
     lock = FileLock(base / f"{node.key}.lock")
     try:
@@ -338,6 +400,8 @@ def _execute_locked(node: Node, pipeline: Pipeline, settings: RunSettings, force
     }
     write_json_atomic(partial / "stage.json", node.result)
     _commit(partial, final, base / f"{node.key}.old")
+    if trains_on_every_rank(node):
+        _wait_for_followers(node, settings)  # they may still read the work folder
     shutil.rmtree(work, ignore_errors=True)
     node.result["cached"] = False
     return node.result

@@ -18,6 +18,11 @@ Used by the CycleGAN translator (`style/cyclegan.py`), the shape/pose models
 - stop at the first diverged loss with `TrainingDiverged`:
   `<component>: loss term '<term>' is <nan|inf> at step <k>; lower the learning rate (lr=<value>)`.
 
+They also share the scaling helpers (`MixedPrecision`, `Distributed`, `setup_distributed`,
+`make_loader`, `to_device`): mixed precision through `torch.autocast` and `torch.amp.GradScaler`,
+several processes through `torch.distributed` and `DistributedDataParallel` when launched under
+`torchrun`, and training data streamed from disk through `torch.utils.data.DataLoader`.
+
 "Absurdly large" finite losses count as diverged too: `DIVERGENCE_LIMIT` (1e18). Why that
 value: the largest loss any of these trainers produces while training works is a bounded term,
 the "image"-normalised alpha loss of the translator, at most weight * (H * W)^2, about 2e13 at
@@ -30,6 +35,7 @@ so one more step of growth would make any squared term inf anyway. Unbounded ter
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -37,6 +43,7 @@ import os
 import pickle
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -378,3 +385,236 @@ def read_losses(workdir: str | os.PathLike) -> list[dict[str, float]]:
         return []
     with path.open(newline="") as fh:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+# ---------------------------------------------------------------------------- mixed precision
+PRECISIONS = ("fp32", "bf16", "fp16")
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def precision_problem(precision: str, device: str | torch.device) -> str | None:
+    """None when `precision` can train on `device`, else one line "precision: ..." for
+    `check_params`. "fp16" needs CUDA (its `torch.amp.GradScaler`); "bf16" and "fp32" run anywhere."""
+    if precision not in PRECISIONS:
+        return f"precision: must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}"
+    kind = torch.device(device).type if isinstance(device, (str, torch.device)) else "cpu"
+    if precision == "fp16" and kind != "cuda":
+        return (f"precision: 'fp16' needs a CUDA device (torch.amp.GradScaler), device is {str(device)!r}; "
+                f"use 'bf16' or 'fp32' there")
+    return None
+
+
+class MixedPrecision:
+    """Autocast and loss scaling for one trainer, from its `precision` recipe parameter.
+
+    precision: "fp32" (no autocast, plain `backward` and `optimizer.step`: exactly the float32
+        path), "bf16" (`torch.autocast(<device type>, dtype=torch.bfloat16)`: CPU and CUDA, no
+        loss scaling needed) or "fp16" (`torch.autocast(..., dtype=torch.float16)` with a
+        `torch.amp.GradScaler`: CUDA only).
+    device: the training device.
+
+    Raises ValueError (the `precision_problem` line) for an unknown precision or fp16 off CUDA.
+    Use: `with amp.autocast(): loss = ...`; `amp.backward(loss)`; `amp.step(optimizer)` per
+    optimiser; `amp.update()` once per training step; checkpoint `state_dict()` (the scaler's
+    scale and growth tracker; {} without a scaler).
+    """
+
+    def __init__(self, precision: str, device: str | torch.device):
+        problem = precision_problem(precision, device)
+        if problem:
+            raise ValueError(problem)
+        self.precision = precision
+        self.device_type = torch.device(device).type
+        self.dtype = _AMP_DTYPES.get(precision)
+        self.scaler = torch.amp.GradScaler(self.device_type) if precision == "fp16" else None
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The autocast region for forward passes and losses (a no-op context for fp32)."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """`loss.backward()`, through the scaler for fp16."""
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """`optimizer.step()`; for fp16 the scaler unscales and skips a step with inf/NaN grads."""
+        if self.scaler is None:
+            optimizer.step()
+        else:
+            self.scaler.step(optimizer)
+
+    def update(self) -> None:
+        """Once per training step, after every `step`: adjusts the fp16 loss scale."""
+        if self.scaler is not None:
+            self.scaler.update()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The GradScaler's state (scale, growth tracker: plain numbers) for a checkpoint; {}
+        without a scaler (fp32, bf16)."""
+        return {} if self.scaler is None else self.scaler.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what `state_dict` returned (nothing to do without a scaler or for {})."""
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(dict(state))
+
+
+def to_channels_last(x: torch.Tensor, enabled: bool) -> torch.Tensor:
+    """A (B, C, H, W) tensor in `torch.channels_last` memory format when `enabled` (same values,
+    NHWC strides: faster convolutions on tensor cores); `x` itself otherwise."""
+    return x.contiguous(memory_format=torch.channels_last) if enabled and x.dim() == 4 else x
+
+
+# ---------------------------------------------------------------------------- several processes
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a `torchrun` job (rank 0 of 1 when not launched that way).
+
+    rank: global rank in [0, world_size); local_rank: rank on this machine (its CUDA device);
+    world_size: number of processes. Only rank 0 writes (checkpoints, losses.csv, samples,
+    TensorBoard); every rank reads the same files, so the workdir must be on a filesystem all
+    ranks see.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        """True when several processes train together (world_size > 1)."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """True on rank 0, the one process that writes files."""
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        """Wait for every rank (nothing in a single process)."""
+        if self.enabled:
+            torch.distributed.barrier()
+
+    def shard(self, items: list) -> list:
+        """This rank's contiguous part of a global batch `items`: ranks take
+        ceil(len / world_size) items in turn, so the first ranks' parts are the larger ones.
+        Raises ValueError when this rank's part would be empty."""
+        if not self.enabled:
+            return items
+        size = -(-len(items) // self.world_size)
+        part = items[self.rank * size:(self.rank + 1) * size]
+        if not part:
+            raise ValueError(f"a batch of {len(items)} cannot be split over {self.world_size} processes; "
+                             f"use a batch size (and dataset size) giving every process at least one item")
+        return part
+
+    def mean(self, terms: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every term averaged over the ranks (one all-reduce of a stacked float32 row, left on
+        the device: nothing is read back); `terms` itself in a single process."""
+        if not self.enabled:
+            return dict(terms)
+        names = list(terms)
+        row = torch.stack([terms[n].detach().reshape(()).float() for n in names])
+        torch.distributed.all_reduce(row, op=torch.distributed.ReduceOp.SUM)
+        row /= self.world_size
+        return dict(zip(names, row.unbind()))
+
+    def gather(self, obj: Any) -> list[Any] | None:
+        """`obj` of every rank, in rank order, on rank 0 (None elsewhere); [obj] in a single
+        process. `obj` must be picklable and hold CPU tensors only."""
+        if not self.enabled:
+            return [obj]
+        out = [None] * self.world_size if self.is_main else None
+        torch.distributed.gather_object(obj, out, dst=0)
+        return out
+
+    def wrap(self, module: torch.nn.Module, device: str | torch.device) -> torch.nn.Module:
+        """`DistributedDataParallel(module)` (gradients averaged over the ranks in backward;
+        rank 0's parameters broadcast at wrapping) when several processes run; `module` itself
+        otherwise."""
+        if not self.enabled:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        device = torch.device(device)
+        return DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None)
+
+
+def setup_distributed(device: str | torch.device) -> tuple[Distributed, str]:
+    """(this process's `Distributed`, its training device), from the environment `torchrun` sets.
+
+    Without WORLD_SIZE > 1 in the environment: (Distributed(), device) and nothing happens.
+    Under `torchrun --nproc-per-node N` (WORLD_SIZE, RANK, LOCAL_RANK set): a CUDA `device`
+    becomes "cuda:<LOCAL_RANK>" (one GPU per process) and the default process group is
+    initialised once ("nccl" on CUDA, "gloo" otherwise; the rendezvous from MASTER_ADDR and
+    MASTER_PORT that torchrun sets). Raises ValueError naming the variable when RANK or
+    LOCAL_RANK is missing or not an integer.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1:
+        return Distributed(), str(device)
+    values = {}
+    for name in ("RANK", "LOCAL_RANK"):
+        try:
+            values[name] = int(os.environ[name])
+        except (KeyError, ValueError):
+            raise ValueError(f"WORLD_SIZE={world} but {name}={os.environ.get(name)!r}; launch with torchrun") from None
+    device = torch.device(device)
+    if device.type == "cuda":
+        device = torch.device("cuda", values["LOCAL_RANK"])
+        torch.cuda.set_device(device)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Distributed(values["RANK"], world, values["LOCAL_RANK"]), str(device)
+
+
+# ---------------------------------------------------------------------------- streamed data
+def make_loader(dataset: torch.utils.data.Dataset, batch_sampler: Iterable[list], *, num_workers: int,
+                device: str | torch.device, seed: int = 0, collate_fn: Any = None) -> torch.utils.data.DataLoader:
+    """A `DataLoader` that reads the batches `batch_sampler` lists (one list of dataset keys per
+    step) with `num_workers` worker processes (0: in this process), page-locked (`pin_memory`)
+    when `device` is CUDA so `to_device` copies run asynchronously. Workers stay alive for the
+    whole run and prefetch 2 batches each; the datasets here draw nothing at random, so the
+    batches do not depend on `num_workers` (`seed` only fixes the workers' own generators).
+    `collate_fn`: how a list of items becomes a batch (None: torch's default, stacking)."""
+    workers = int(num_workers)
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=batch_sampler, num_workers=workers,
+        pin_memory=torch.device(device).type == "cuda", persistent_workers=workers > 0, collate_fn=collate_fn,
+        generator=torch.Generator().manual_seed(int(seed)))
+
+
+def to_device(x: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """`x` on `device`; non-blocking (overlapping the next batch's work) from pinned memory."""
+    return x.to(device, non_blocking=True)
+
+
+class _Probe(torch.utils.data.Dataset):
+    """Item i: "" when image i decodes as RGBA, else the DatasetError message."""
+
+    def __init__(self, paths: list[str]):
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> str:
+        from aist_core.dataset import DatasetError, read_image
+
+        try:
+            read_image(self.paths[index], "RGBA")
+        except DatasetError as exc:
+            return str(exc)
+        return ""
+
+
+def unreadable(paths: list[str], num_workers: int = 0) -> list[str]:
+    """Per image path, "" when it decodes (`aist_core.dataset.read_image`, RGBA) or the
+    DatasetError line saying why not. Decodes each image once and keeps none (`num_workers`
+    DataLoader processes; 0: this one), so a trainer can drop unreadable images before drawing
+    its seeded batches, with memory that does not grow with the dataset."""
+    loader = torch.utils.data.DataLoader(_Probe(list(paths)), batch_size=64, num_workers=int(num_workers),
+                                         collate_fn=list)
+    return [problem for batch in loader for problem in batch]

@@ -354,3 +354,68 @@ def test_shape_prior_stops_at_a_nan_loss_and_keeps_the_last_good_checkpoint(tmp_
     with pytest.raises(CheckpointError, match=r"checkpoint of another configuration: width=4 \(now 8\)"):
         sp.ShapePriorSegmenter(steps=6, batch_size=2, size=32, width=8, checkpoint_every=3).fit_arrays(
             renders, photos, workdir=tmp_path)
+
+
+# ---------------------------------------------------------------------------- scaling helpers
+def test_precision_problem_and_mixed_precision():
+    from aist_plugins.training import MixedPrecision, precision_problem
+
+    assert precision_problem("fp32", "cpu") is None and precision_problem("bf16", "cpu") is None
+    assert precision_problem("fp16", "cuda:1") is None
+    assert precision_problem("fp16", "cpu") == ("precision: 'fp16' needs a CUDA device (torch.amp.GradScaler), "
+                                                "device is 'cpu'; use 'bf16' or 'fp32' there")
+    assert precision_problem("fp8", "cpu").startswith("precision: must be one of 'fp32', 'bf16', 'fp16'")
+    with pytest.raises(ValueError, match="fp16' needs a CUDA device"):
+        MixedPrecision("fp16", "cpu")
+    layer = torch.nn.Linear(4, 3)
+    x = torch.randn(2, 4)
+    fp32, bf16 = MixedPrecision("fp32", "cpu"), MixedPrecision("bf16", "cpu")
+    with fp32.autocast():
+        assert layer(x).dtype == torch.float32
+    with bf16.autocast():
+        assert layer(x).dtype == torch.bfloat16
+    assert fp32.scaler is None and fp32.state_dict() == {} and bf16.state_dict() == {}
+    # fp32: exactly the plain backward + step
+    twin = torch.nn.Linear(4, 3)
+    twin.load_state_dict(layer.state_dict())
+    opt_a, opt_b = torch.optim.Adam(layer.parameters()), torch.optim.Adam(twin.parameters())
+    fp32.backward(layer(x).square().sum())
+    fp32.step(opt_a)
+    fp32.update()
+    twin(x).square().sum().backward()
+    opt_b.step()
+    assert all(torch.equal(a, b) for a, b in zip(layer.parameters(), twin.parameters()))
+
+
+def test_distributed_in_one_process_and_the_batch_shards(monkeypatch):
+    from aist_plugins.training import Distributed, setup_distributed, to_channels_last
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    dist, device = setup_distributed("cpu")
+    assert dist == Distributed() and device == "cpu" and dist.is_main and not dist.enabled
+    terms = {"a": torch.tensor(1.5)}
+    assert dist.mean(terms) == terms and dist.gather({"x": 1}) == [{"x": 1}] and dist.shard([1, 2, 3]) == [1, 2, 3]
+    dist.barrier()  # nothing to wait for
+    assert Distributed(0, 2).shard([1, 2, 3]) == [1, 2] and Distributed(1, 2).shard([1, 2, 3]) == [3]
+    with pytest.raises(ValueError, match="a batch of 3 cannot be split over 4 processes"):
+        Distributed(3, 4).shard([1, 2, 3])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(ValueError, match="WORLD_SIZE=2 but RANK=None; launch with torchrun"):
+        setup_distributed("cpu")
+    x = torch.zeros(2, 3, 4, 4)
+    assert to_channels_last(x, True).is_contiguous(memory_format=torch.channels_last)
+    assert to_channels_last(x, False) is x
+
+
+def test_unreadable_names_what_cannot_be_decoded(tmp_path):
+    from aist_plugins.training import unreadable
+
+    from aist_core.dataset import write_image
+
+    write_image(tmp_path / "ok.png", np.zeros((4, 4, 4), np.uint8))
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    problems = unreadable([str(tmp_path / "ok.png"), str(tmp_path / "bad.png"), str(tmp_path / "gone.png")])
+    assert problems[0] == ""
+    assert problems[1].startswith(f"{tmp_path / 'bad.png'}: unreadable image")
+    assert problems[2] == f"{tmp_path / 'gone.png'}: file not found"

@@ -190,3 +190,46 @@ def test_stage_glue_imports_no_torch_and_no_plugin():
     code = "import sys, aist_core.stages.shape_pose, aist_core.stages.evaluate; print('torch' in sys.modules, any(m.startswith('aist_plugins') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_streamed_views_do_not_depend_on_workers(toy_dataset, tmp_path):
+    """Views come from disk through a DataLoader: 2 worker processes train bit for bit as 0."""
+    runs = []
+    for workers in (0, 2):
+        ctx = StageContext.for_tests(tmp_path / str(workers), seed=4)
+        model = tiny(steps=3, supervised_pose=True, num_workers=workers)
+        model.fit(toy_dataset, ctx.workdir, ctx)
+        runs.append(model)
+    assert all(torch.equal(a, b) for a, b in zip(runs[0].net.state_dict().values(), runs[1].net.state_dict().values()))
+    assert runs[0].history == runs[1].history
+
+
+def test_batch_sampler_draws_per_step_from_the_seed():
+    from aist_plugins.shape_pose.dpc import DPCBatchSampler
+
+    objects = [[0, 1, 2], [3], [4, 5]]
+    batches = list(DPCBatchSampler(9, objects, batch_objects=2, views_per_object=2, start=0, stop=5))
+    rng = np.random.default_rng([9, 3])  # step 3 by hand, as the trainer always drew it
+    chosen = rng.choice(3, size=2, replace=False)
+    expected = [objects[i][j] for i in chosen for j in rng.choice(len(objects[i]), size=2, replace=len(objects[i]) < 2)]
+    assert batches[3] == expected and len(batches) == 5
+    assert list(DPCBatchSampler(9, objects, 2, 2, start=3, stop=5)) == batches[3:]  # resumable mid-run
+
+
+def test_precision_parameters(toy_dataset, tmp_path):
+    assert DPC.check_params({"precision": "fp16"})[0].startswith("precision: 'fp16' needs a CUDA device")
+    assert DPC.check_params({"precision": "bf16"}) == []
+    with pytest.raises(ValueError, match="fp16' needs a CUDA device"):
+        tiny(precision="fp16")
+    model = tiny()
+    assert (model.precision, model.channels_last, model.compile) == ("fp32", False, False)
+    ctx = StageContext.for_tests(tmp_path / "bf16", seed=1)
+    bf16 = tiny(steps=2, supervised_pose=True, precision="bf16", channels_last=True)
+    bf16.fit(toy_dataset, ctx.workdir, ctx)
+    ctx32 = StageContext.for_tests(tmp_path / "fp32", seed=1)
+    fp32 = tiny(steps=2, supervised_pose=True)
+    fp32.fit(toy_dataset, ctx32.workdir, ctx32)
+    assert len(bf16.history) == 2 and all(np.isfinite(h["total"]) for h in bf16.history)
+    assert bf16.history[0]["projection"] == pytest.approx(fp32.history[0]["projection"], rel=0.05)
+    assert bf16.history[0]["projection"] != fp32.history[0]["projection"]  # the network did run in bf16
+    assert all(p.dtype == torch.float32 for p in bf16.net.parameters())

@@ -12,27 +12,65 @@ follows the DPC code's per-view loss with one shape per object (B * V * C projec
 
 Checkpoints, losses.csv (columns step, projection, student, weight_decay, total; step counted
 from 0) and the divergence guard come from `aist_plugins.training`.
+
+Scale: training views are read from disk by a `torch.utils.data.DataLoader` (`num_workers`
+processes; pinned memory on CUDA) in the seeded order of `DPCBatchSampler` (per step
+np.random.default_rng([seed, step]), as before), so decoding overlaps training and memory does
+not grow with the dataset. Unreadable train images are found by one decoding pass at the start
+(`training.unreadable`) and left out before any batch is drawn (recorded in ctx.skipped); with
+every image readable the batches are exactly those of the former in-loop reading.
+`precision` ("fp32" default and unchanged, "bf16" on CPU or CUDA, "fp16" with a GradScaler on
+CUDA) autocasts the network only: the renderer and the losses stay float32. `channels_last` and
+`compile` (torch.compile of the network forward) are opt-in.
+
+Several processes: under `torchrun --nproc-per-node N` the network trains under
+DistributedDataParallel ("nccl" on CUDA, one GPU per process; "gloo" on CPU). The global batch
+stays batch_objects x views_per_object: each rank takes its contiguous share of every seeded
+batch's objects (ceil(batch_objects / N); batch_objects must be at least N), gradients are
+averaged over the ranks and the logged losses are the ranks' mean. The per-step generator (shape
+view, point dropout) is seeded by (seed, step, rank), rank 0's as in one process, so N processes
+train on the same batches as one but not bit for bit like it. Only rank 0 writes (checkpoint,
+losses.csv, losses.json, TensorBoard); a killed job resumes exactly when relaunched with the
+same number of processes (the checkpoint records it).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from annotated_types import Ge, Interval, MultipleOf
 
-from aist_core.constraints import Device, NonNegativeFloat, PositiveFloat, PositiveInt
+from aist_core.constraints import (
+    Device,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
 from aist_core.dataset import DatasetError, ViewsDataset
 from aist_core.imaging import resize_rgba
 from aist_core.interfaces import ShapePoseModel
 from aist_plugins.shape_pose import renderer
-from aist_plugins.training import TrainingLog, default_read_every, load_checkpoint, save_checkpoint
 from aist_plugins.shape_pose.network import DPCNet
 from aist_plugins.shape_pose.quaternions import quat_conj, quat_mul, quat_normalize
+from aist_plugins.training import (
+    Distributed,
+    MixedPrecision,
+    TrainingLog,
+    default_read_every,
+    load_checkpoint,
+    make_loader,
+    precision_problem,
+    save_checkpoint,
+    setup_distributed,
+    to_channels_last,
+    unreadable,
+)
 
 CHECKPOINT = "dpc_checkpoint.pt"
 
@@ -68,6 +106,10 @@ class DPC(ShapePoseModel):
         supervised_pose: bool = False,
         composite_white: bool = True,
         checkpoint_every: PositiveInt = 1000,
+        num_workers: NonNegativeInt = 0,
+        precision: Literal["fp32", "bf16", "fp16"] = "fp32",
+        channels_last: bool = False,
+        compile: bool = False,
         device: Device = "cpu",
     ):
         """
@@ -90,8 +132,21 @@ class DPC(ShapePoseModel):
         composite_white: network input is RGB composited on white with alpha, as the reference's
             renders are; set false to feed RGB as stored.
         checkpoint_every: steps between resumable checkpoints in the workdir.
+        num_workers: DataLoader worker processes decoding training views (0: in the training
+            process). The batches do not depend on it.
+        precision: "fp32" (default, unchanged), "bf16" (network forward under torch.autocast
+            with bfloat16, CPU or CUDA) or "fp16" (float16 autocast + GradScaler, CUDA only).
+        channels_last: the image encoder and its inputs in channels_last (NHWC) memory format.
+        compile: torch.compile the image encoder (slow first steps; a C++ compiler on CPU).
         device: torch device.
+
+        Raises ValueError for fp16 off CUDA (the `check_params` line).
         """
+        problems = self.check_params({"precision": precision, "device": device})
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.num_workers, self.precision = int(num_workers), precision
+        self.channels_last, self.compile = bool(channels_last), bool(compile)
         self.image_size = int(image_size)
         self.num_points = int(num_points)
         self.grid_size = int(grid_size)
@@ -111,6 +166,24 @@ class DPC(ShapePoseModel):
         self.net = DPCNet(self.image_size, self.num_points, n_candidates=self.n_candidates).to(self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.learning_rate)
         self.history: list[dict[str, float]] = []
+        self._amp = MixedPrecision(self.precision, self.device)
+        self._set_up_network()
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> list[str]:
+        """What types cannot show: fp16 needs a CUDA device."""
+        problem = precision_problem(params.get("precision", "fp32"), params.get("device", "cpu"))
+        return [problem] if problem else []
+
+    distributed = True  # under torchrun, fit trains on every process (the runner runs it on all ranks)
+
+    def _set_up_network(self, dist: Distributed | None = None) -> None:
+        """After (re)building `net`: its memory format and the forward module (under
+        DistributedDataParallel with several processes, compiled when asked)."""
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        forward = (dist or Distributed()).wrap(_DPCForward(self.net, self.views_per_object), self.device)
+        self._forward = torch.compile(forward) if self.compile else forward
 
     @property
     def pose_frame(self) -> str:
@@ -134,7 +207,7 @@ class DPC(ShapePoseModel):
             rgb = rgb * alpha + (1.0 - alpha)
         if rgb.shape[-1] != self.image_size or rgb.shape[-2] != self.image_size:
             rgb = F.interpolate(rgb, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False)
-        return rgb
+        return to_channels_last(rgb, self.channels_last)
 
     def prepare_masks(self, images: np.ndarray) -> torch.Tensor:
         """(B, H, W, 4) uint8 -> (B, G, G) alpha / 255 area-downsampled to the grid size."""
@@ -164,12 +237,10 @@ class DPC(ShapePoseModel):
         """
         bv = images.shape[0]
         v = self.views_per_object
-        b = bv // v
         keep, sigma = self.schedule(step)
-        feats = self.net.features(images)  # (B*V, hidden)
-        src = torch.randint(0, v, (b,), generator=generator, device=self.device) + torch.arange(b, device=self.device) * v
-        points, scale = self.net.shape(feats[src])  # (B, N, 3), (B,)
-        candidates, student = self.net.poses(feats)  # (B*V, C, 4), (B*V, 4)
+        with self._amp.autocast():  # the network only; renderer and losses in float32
+            points, scale, candidates, student = self._forward(images, generator)
+        points, scale, candidates, student = points.float(), scale.float(), candidates.float(), student.float()
         out: dict[str, torch.Tensor] = {}
         if self.supervised_pose:
             if gt_quats is None:
@@ -209,68 +280,77 @@ class DPC(ShapePoseModel):
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
         terms = self.losses(images, masks, gt_quats, step, generator)
-        terms["total"].backward()
-        self.optimizer.step()
+        self._amp.backward(terms["total"])
+        self._amp.step(self.optimizer)
+        self._amp.update()
         return {k: t.detach() for k, t in terms.items()}
 
     # ------------------------------------------------------------------ training
     def fit(self, dataset: Path, workdir: Path, ctx) -> None:
+        """Train on `dataset`'s train split for `steps` steps, resuming from `workdir`; see the
+        class and module docstrings (also for runs under torchrun). Raises DatasetError without
+        readable train images, TrainingDiverged at the first non-finite loss, CheckpointError for
+        a checkpoint of another configuration (or process count), ValueError when batch_objects
+        is smaller than the number of processes."""
+        dist, device = setup_distributed(self.device)
+        if device != str(self.device):
+            self.device = torch.device(device)
+            self.net.to(self.device)
+        dist.barrier()  # every rank past its launcher's clean-up before anyone reads the workdir
+        if dist.world_size > self.batch_objects:
+            raise ValueError(f"dpc: batch_objects {self.batch_objects} cannot give each of {dist.world_size} "
+                             f"processes an object; use batch_objects >= {dist.world_size}")
         data = ViewsDataset(dataset)
         objects = {k: v for k, v in data.by_object("train").items() if k is not None}
-        usable = {k: recs for k, recs in objects.items() if len(recs) >= 1}
-        if not usable:
+        if not objects:
             raise DatasetError(f"{Path(dataset) / 'views.jsonl'}: no objects in the train split")
-        names = sorted(usable)
+        records = [rec for recs in objects.values() for rec in recs]
+        paths = [str(data.path(rec["image"])) for rec in records]
+        problems = unreadable(paths, self.num_workers)
+        for path, problem in zip(paths, problems):
+            if problem:
+                ctx.skipped.record(Path(path), f"unreadable: {problem}")
+        index, start_at = {}, 0
+        for name, recs in objects.items():  # record positions per object, unreadable ones left out
+            index[name] = [start_at + i for i in range(len(recs)) if not problems[start_at + i]]
+            start_at += len(recs)
+        names = sorted(k for k, idx in index.items() if idx)
+        if not names:
+            raise DatasetError(f"{Path(dataset) / 'views.jsonl'}: no readable training images left")
         workdir = Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        start = self._resume(workdir / CHECKPOINT)
+        if dist.is_main:
+            workdir.mkdir(parents=True, exist_ok=True)
+        start = self._resume(workdir / CHECKPOINT, dist)
         if start == 0:
             self._initialise(ctx.seed)  # a fresh run's weights come from the stage seed too
-        with TrainingLog("dpc", workdir, next_step=start, lr=self.learning_rate, log_dir=ctx.log_dir,
-                         read_every=default_read_every(self.device), history=self.history) as log:
-            for step in ctx.progress(range(start, self.steps), total=self.steps - start, description="dpc"):
-                rng = np.random.default_rng([ctx.seed, step])  # per-step streams make resumption exact
-                generator = torch.Generator(device=self.device).manual_seed(int(ctx.seed) * 1_000_003 + step)
-                batch = None
-                for _attempt in range(10):  # a batch that hit an unreadable image is drawn again
-                    batch = self._batch(data, usable, names, rng, ctx)
-                    if batch is not None or not names:
-                        break
-                if batch is None:
-                    raise DatasetError(f"{Path(dataset) / 'views.jsonl'}: no readable training images left")
-                images, masks, quats = batch
-                log.log(step, self._update(images, masks, quats, step, generator), lr=self.learning_rate)
+        self._set_up_network(dist)  # DDP broadcasts rank 0's weights (all ranks start equal anyway)
+        sampler = DPCBatchSampler(ctx.seed, [index[n] for n in names], self.batch_objects, self.views_per_object,
+                                  start, self.steps, dist if dist.enabled else None)
+        views = _Views(paths, [rec.get("quaternion") for rec in records])
+        loader = make_loader(views, sampler, num_workers=self.num_workers, device=self.device, seed=ctx.seed,
+                             collate_fn=_CollateViews(self.image_size))
+        if dist.enabled and dist.is_main:
+            ctx.log(f"dpc: {dist.world_size} processes, step {start} of {self.steps}")
+        # every rank checks the (all-reduced, identical) losses at the same steps; rank 0 writes
+        with TrainingLog("dpc", workdir if dist.is_main else None, next_step=start, lr=self.learning_rate,
+                         log_dir=ctx.log_dir if dist.is_main else None, read_every=default_read_every(self.device),
+                         history=self.history) as log:
+            steps = ctx.progress(range(start, self.steps), total=self.steps - start, description="dpc")
+            offset = dist.rank << 53  # seeds < 2**32: (seed, step) < 2**53, so ranks never share a stream
+            for step, (stack, quats) in zip(steps, loader):
+                generator = torch.Generator(device=self.device).manual_seed(int(ctx.seed) * 1_000_003 + step + offset)
+                stack = stack.numpy()
+                images, masks = self.prepare_images(stack), self.prepare_masks(stack)
+                gt = None if quats is None else quats.to(self.device, non_blocking=True)
+                log.log(step, dist.mean(self._update(images, masks, gt, step, generator)), lr=self.learning_rate)
                 if (step + 1) % self.checkpoint_every == 0 or step + 1 == self.steps:
                     log.flush()  # checks the losses (and fills history) before anything is saved
-                    self._checkpoint(workdir / CHECKPOINT, step + 1)
-        (workdir / "losses.json").write_text(json.dumps(self.history))
-
-    def _batch(self, data: ViewsDataset, objects: dict, names: list[str], rng: np.random.Generator, ctx):
-        """Read batch_objects x views_per_object views; unreadable images are skipped and logged."""
-        chosen = rng.choice(len(names), size=self.batch_objects, replace=len(names) < self.batch_objects)
-        images, quats = [], []
-        for i in chosen:
-            recs = objects[names[i]]
-            picks = rng.choice(len(recs), size=self.views_per_object, replace=len(recs) < self.views_per_object)
-            for j in picks:
-                rec = recs[j]
-                try:
-                    image = data.image(rec, "RGBA")
-                except DatasetError as exc:
-                    ctx.skipped.record(data.path(rec["image"]), f"unreadable: {exc}")
-                    recs.remove(rec)  # never drawn again
-                    if not recs:
-                        names.remove(names[i])
-                    return None
-                images.append(image)
-                quats.append(rec.get("quaternion"))
-        if len({im.shape for im in images}) != 1:
-            images = [np.asarray(resize_rgba(im, self.image_size)) for im in images]
-        stack = np.stack(images)
-        gt = None
-        if all(q is not None for q in quats):
-            gt = torch.tensor(np.asarray(quats, dtype=np.float32), device=self.device)
-        return self.prepare_images(stack), self.prepare_masks(stack), gt
+                    if dist.is_main:
+                        self._checkpoint(workdir / CHECKPOINT, step + 1, dist.world_size)
+                    dist.barrier()  # the checkpoint is complete before any rank goes on
+        if dist.is_main:
+            (workdir / "losses.json").write_text(json.dumps(self.history))
+        dist.barrier()
 
     def _initialise(self, seed: int) -> None:
         with torch.random.fork_rng(devices=[]):
@@ -278,34 +358,42 @@ class DPC(ShapePoseModel):
             self.net = DPCNet(self.image_size, self.num_points, n_candidates=self.n_candidates).to(self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.learning_rate)
         self.history = []
+        self._amp = MixedPrecision(self.precision, self.device)  # a fresh loss scale
+        self._set_up_network()
 
-    def _config(self) -> dict:
+    def _config(self, world_size: int = 1) -> dict:
         """What a checkpoint must match to be resumed: every parameter that shapes the run
         (architecture, batches, schedules over `steps`, loss weights); not checkpoint_every or
-        device."""
-        return {"image_size": self.image_size, "num_points": self.num_points, "grid_size": self.grid_size,
+        device, num_workers, channels_last or compile. A precision other than fp32 is recorded."""
+        extra = {"precision": self.precision} if self.precision != "fp32" else {}
+        if world_size > 1:
+            extra["world_size"] = world_size
+        return {**extra, "image_size": self.image_size, "num_points": self.num_points, "grid_size": self.grid_size,
                 "n_candidates": self.n_candidates, "steps": self.steps, "batch_objects": self.batch_objects,
                 "views_per_object": self.views_per_object, "learning_rate": self.learning_rate,
                 "weight_decay": self.weight_decay, "student_weight": self.student_weight,
                 "keep_prob": [self.keep_prob_start, self.keep_prob_end], "sigma": [self.sigma_start, self.sigma_end],
                 "supervised_pose": self.supervised_pose, "composite_white": self.composite_white}
 
-    def _checkpoint(self, path: Path, step: int) -> None:
+    def _checkpoint(self, path: Path, step: int, world_size: int = 1) -> None:
         state = {
             "step": step,
             "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "history": [[h[k] for k in HISTORY_KEYS] for h in self.history],
         }
-        save_checkpoint(path, state, self._config(), component="dpc", step=step - 1, lr=self.learning_rate)
+        if self.precision == "fp16":
+            state["scaler"] = self._amp.state_dict()
+        save_checkpoint(path, state, self._config(world_size), component="dpc", step=step - 1, lr=self.learning_rate)
 
-    def _resume(self, path: Path) -> int:
-        state = load_checkpoint(path, self._config(), self.device)
+    def _resume(self, path: Path, dist: Distributed | None = None) -> int:
+        state = load_checkpoint(path, self._config((dist or Distributed()).world_size), self.device)
         if state is None:
             return 0
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.history = [dict(zip(HISTORY_KEYS, row)) for row in state["history"]]
+        self._amp.load_state_dict(state.get("scaler", {}))
         return int(state["step"])
 
     # ------------------------------------------------------------------ weights
@@ -342,3 +430,88 @@ class DPC(ShapePoseModel):
 
 
 HISTORY_KEYS = ("step", "projection", "student", "weight_decay", "total")
+
+
+class DPCBatchSampler(torch.utils.data.Sampler):
+    """DPC's seeded batches for steps [start, stop): per step, batch_objects objects and
+    views_per_object views of each, drawn with np.random.default_rng([seed, step]) (with
+    replacement only where there are fewer than asked), as lists of record positions.
+
+    objects: per object (in name order), the positions of its readable views. Each step's draw
+    depends only on (seed, step), so a resumed run sees the batches of an uninterrupted one.
+    dist: under several processes (a `training.Distributed`), each rank gets its contiguous share
+    of every batch's objects, all their views (`Distributed.shard`).
+    """
+
+    def __init__(self, seed: int, objects: list[list[int]], batch_objects: int, views_per_object: int,
+                 start: int, stop: int, dist: Distributed | None = None):
+        self.seed, self.objects = int(seed), objects
+        self.batch_objects, self.views_per_object = int(batch_objects), int(views_per_object)
+        self.start, self.stop, self.dist = int(start), int(stop), dist
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self):
+        for step in range(self.start, self.stop):
+            rng = np.random.default_rng([self.seed, step])
+            n = len(self.objects)
+            chosen = rng.choice(n, size=self.batch_objects, replace=n < self.batch_objects)
+            groups = []
+            for i in chosen:
+                views = self.objects[i]
+                picks = rng.choice(len(views), size=self.views_per_object, replace=len(views) < self.views_per_object)
+                groups.append([views[j] for j in picks])
+            if self.dist is not None:
+                groups = self.dist.shard(groups)
+            yield [key for group in groups for key in group]
+
+
+class _Views(torch.utils.data.Dataset):
+    """Record position -> ((H, W, 4) uint8 RGBA read from disk, its quaternion or None)."""
+
+    def __init__(self, paths: list[str], quaternions: list):
+        self.paths, self.quaternions = paths, quaternions
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        from aist_core.dataset import read_image
+
+        return read_image(self.paths[index], "RGBA"), self.quaternions[index]
+
+
+class _CollateViews:
+    """A batch of `_Views` items -> ((B*V, H, W, 4) uint8 tensor, (B*V, 4) float32 tensor or None
+    when a view has no quaternion); views of differing sizes are all resized to `image_size`."""
+
+    def __init__(self, image_size: int):
+        self.image_size = image_size
+
+    def __call__(self, items):
+        images = [image for image, _q in items]
+        if len({im.shape for im in images}) != 1:
+            images = [np.asarray(resize_rgba(im, self.image_size)) for im in images]
+        quats = [q for _image, q in items]
+        gt = torch.from_numpy(np.asarray(quats, dtype=np.float32)) if all(q is not None for q in quats) else None
+        return torch.from_numpy(np.stack(images)), gt
+
+
+class _DPCForward(torch.nn.Module):
+    """The network's forward for one step (what DistributedDataParallel wraps): images (B*V, 3, S,
+    S), views of an object consecutive -> points (B, N, 3) and scale (B,) from one random view per
+    object (drawn with `generator`), pose candidates (B*V, C, 4) and student poses (B*V, 4)."""
+
+    def __init__(self, net: DPCNet, views_per_object: int):
+        super().__init__()
+        self.net, self.views = net, views_per_object
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None):
+        v = self.views
+        b = images.shape[0] // v
+        feats = self.net.features(images)  # (B*V, hidden)
+        src = torch.randint(0, v, (b,), generator=generator, device=images.device) + torch.arange(b, device=images.device) * v
+        points, scale = self.net.shape(feats[src])  # (B, N, 3), (B,)
+        candidates, student = self.net.poses(feats)  # (B*V, C, 4), (B*V, 4)
+        return points, scale, candidates, student
