@@ -7,7 +7,7 @@
       images/...          RGBA PNG (synthetic, crops) or RGB JPEG/PNG (photos)
       clouds/<obj>.npy    ground-truth surface samples, float32 (M, 3), object frame
       masks/...           ground-truth instance masks of photos (uint8 PNG, 255 = object)
-      units/<unit>.json   per-unit records while writing (kept for resumption)
+      units/<unit>.json   per-unit records and the files each unit wrote (kept for resumption)
 
 A record: {"id", "image", "split": train|val|test, "object", "view", "quaternion": [w,x,y,z],
 "azimuth_deg", "elevation_deg", "boxes": [[x0,y0,x1,y1], ...] (hint boxes of a photo),
@@ -17,7 +17,8 @@ and "split" are required; see docs/dataset-format.md.
 
 Writing is resumable: work is grouped in units (an object with its views, a photo with its
 masks); a unit's images are written first and its record file last, atomically, so a unit whose
-record file exists is complete and a rerun skips it.
+record file exists is complete and a rerun skips it -- unless a file the record file lists
+("files") has gone since, in which case the unit is redone (`DatasetWriter.unit_done`).
 """
 
 from __future__ import annotations
@@ -354,8 +355,27 @@ class DatasetWriter:
         (self.root / "units").mkdir(parents=True, exist_ok=True)
 
     def unit_done(self, unit: str) -> bool:
-        """Whether work unit `unit` was committed by an earlier (possibly crashed) run: resume skips it."""
-        return (self.root / "units" / f"{unit}.json").is_file()
+        """Whether work unit `unit` was committed by an earlier (possibly crashed) run: resume skips it.
+
+        A unit counts as done only while every file it wrote is still there (its record file's
+        "files": images, masks, clouds; for record files written before that list existed, the
+        images and masks its records name). A committed unit that lost a file (deleted by hand
+        after a crash, a cleaner, a full disk) is redone: its record file is removed and False
+        returned, so a resume rebuilds it instead of failing later on "file not found" or
+        silently dropping a cloud.
+        """
+        path = self.root / "units" / f"{unit}.json"
+        if not path.is_file():
+            return False
+        try:
+            data = json.loads(path.read_text())
+            files = data["files"] if "files" in data else _record_files(data["records"], self.root)
+            complete = all(isinstance(rel, str) and (self.root / rel).is_file() for rel in files)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            complete = False  # an unreadable record file: redo the unit
+        if not complete:
+            path.unlink(missing_ok=True)
+        return complete
 
     def write_unit(
         self,
@@ -365,16 +385,26 @@ class DatasetWriter:
         clouds: dict[str, np.ndarray] | None = None,
         skipped: list[dict[str, str]] | None = None,
     ) -> None:
-        """Write a unit's files, then its record file (the commit point)."""
+        """Write a unit's files, then its record file (the commit point).
+
+        The record file lists the unit's files ("files": the images and clouds written here,
+        and the images and masks its records name that exist, e.g. a photo copied in before)
+        so that `unit_done` can tell a unit that lost one.
+        """
+        files = set()
         for rel, array in (images or {}).items():
             write_image(self.root / rel, array)
+            files.add(Path(rel).as_posix())
         for obj, points in (clouds or {}).items():
             path = self.root / "clouds" / f"{obj}.npy"
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name("." + path.name + ".tmp.npy")
             np.save(tmp, np.asarray(points, dtype=np.float32))
             os.replace(tmp, path)
-        write_json_atomic(self.root / "units" / f"{unit}.json", {"records": records, "skipped": skipped or []})
+            files.add(f"clouds/{obj}.npy")
+        files |= {rel for rel in _record_files(records, self.root) if (self.root / rel).is_file()}
+        write_json_atomic(self.root / "units" / f"{unit}.json",
+                          {"records": records, "skipped": skipped or [], "files": sorted(files)})
 
     def finish(self, meta: dict[str, Any] | None = None, skipped: list[dict[str, str]] | None = None,
                units: Iterable[str] | None = None) -> dict[str, Any]:
@@ -417,6 +447,12 @@ class DatasetWriter:
         }
         write_json_atomic(self.root / "dataset.json", manifest)
         return manifest
+
+
+def _record_files(records: list[dict[str, Any]], root: Path) -> list[str]:
+    """Files inside `root` that records name: their images and their instances' masks."""
+    names = [r.get("image") for r in records] + [inst.get("mask") for r in records for inst in r.get("instances") or []]
+    return sorted({n for n in names if isinstance(n, str) and n and not Path(n).is_absolute() and ".." not in Path(n).parts})
 
 
 def _object_ids(records: list[dict[str, Any]]) -> set[str]:

@@ -3,20 +3,29 @@
 Discovery never imports a component module. Each entry point's hook module is imported on its
 own. Whatever goes wrong with one plugin -- its module fails to import, its hook raises, it
 registers an unknown kind or a target that is not "module:Class", or it registers nothing at
-all (no `@hookimpl`, a misspelt hook name) -- is one warning line on stderr naming its
-distribution, printed once per process and kept in `Registry.failures`; the others keep
-working. Set AIST_STRICT_PLUGINS=1 to make any of these fatal (a PluginError). Two plugins
-registering the same kind and name are reported with both distributions named; the first one
-found keeps the name.
+all (no `@hookimpl`, a misspelt hook name), or registers a name that is not a plain name
+(`NAME_PATTERN`: lower-case letters, digits, "_", "." and "-"; no newline, "/" or "..", which
+could spoof the output or name a path) -- is one warning line on stderr naming its distribution,
+printed once per process and kept in `Registry.failures`; the others keep working. That holds
+for SystemExit (`sys.exit()` in a plugin) and for a KeyboardInterrupt the plugin raised itself;
+a real Ctrl-C (a SIGINT that arrived while the plugin ran) still stops the command. Whatever a
+plugin prints while it is imported or registers goes to stderr, so stdout stays clean for
+`aist plugins --json`. Set AIST_STRICT_PLUGINS=1 to make any of these fatal (a PluginError).
+Two plugins registering the same kind and name are reported with both distributions named; the
+first one found keeps the name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import inspect
 import os
+import re
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Iterator
@@ -28,6 +37,8 @@ from aist_core.interfaces import KIND_CLASSES, KINDS
 
 ENTRY_POINT_GROUP = "aist"
 STRICT_ENV = "AIST_STRICT_PLUGINS"
+# A registered name: what recipes write after `use =`, what listings and messages print.
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
 
 class PluginError(RuntimeError):
@@ -48,7 +59,7 @@ class Entry:
         try:
             module = importlib.import_module(module_name)
             cls = getattr(module, attr)
-        except Exception as exc:  # the message must name the plugin, whatever went wrong
+        except (Exception, SystemExit) as exc:  # the message must name the plugin, whatever went wrong
             raise PluginError(
                 f"{self.kind} {self.name!r} from {self.distribution}: cannot load {self.target} ({type(exc).__name__}: {exc})"
             ) from exc
@@ -139,6 +150,9 @@ def _registration_problem(entry: Entry) -> str | None:
         return f"registry.add: unknown kind {entry.kind!r}{hint} (kinds: {', '.join(KINDS)})"
     if not isinstance(entry.name, str) or not entry.name:
         return f"registry.add: {entry.kind} name must be a non-empty string, got {entry.name!r}"
+    if not NAME_PATTERN.fullmatch(entry.name) or ".." in entry.name:
+        return (f"registry.add: {entry.kind} name {entry.name!r} is not a plain name (lower-case letters, digits, "
+                f"'_', '.', '-'; starting with a letter or digit; no '..'; at most 64 characters)")
     module, sep, attr = entry.target.partition(":") if isinstance(entry.target, str) else ("", "", "")
     if not (sep and all(p.isidentifier() for p in module.split(".")) and all(p.isidentifier() for p in attr.split("."))):
         return f"registry.add: {entry.kind} {entry.name!r}: target {entry.target!r} must be 'module:Class'"
@@ -172,29 +186,112 @@ def discover(extra_plugins: list[tuple[str, object]] | None = None) -> Registry:
         dist = ep.dist.name if ep.dist is not None else ep.name
         version = ep.dist.version if ep.dist is not None else "unknown"
         where = f"entry point {ep.name} = {ep.value!r}"
+        guard = _PluginCode()
         try:
-            sources.append((dist, version, where, ep.load()))
-        except Exception as exc:
-            _record_failure(registry, dist, f"{where}: {type(exc).__name__}: {_one_line(exc)}")
+            with guard:
+                plugin = ep.load()
+            sources.append((dist, version, where, plugin))
+        except BaseException as exc:  # SystemExit and a plugin's own KeyboardInterrupt too
+            if guard.real_interrupt(exc):
+                raise
+            _record_failure(registry, dist, f"{where}: {_describe(exc)}")
     for dist, plugin in extra_plugins or []:
         sources.append((dist, "local", f"plugin {getattr(plugin, '__name__', type(plugin).__name__)}", plugin))
     for dist, version, where, plugin in sources:
+        guard = _PluginCode()
         try:
-            pm.register(plugin, name=f"{dist}:{id(plugin)}")
-            impls = [impl for impl in pm.hook.aist_register.get_hookimpls() if impl.plugin is plugin]
-            if not impls:
-                _record_failure(registry, dist, f"{where} registers nothing: {_missing_hook_hint(plugin)}")
-                continue
-            for impl in impls:
-                registrar = registry.registrar(dist, version)
-                impl.function(registry=registrar)
-                if not registrar.added and not any(f["distribution"] == dist for f in registry.failures):
-                    _record_failure(registry, dist, f"{where}: aist_register ran but added no components")
+            with guard:
+                _register(pm, registry, dist, version, where, plugin)
         except PluginError:
             raise  # strict mode: already one line naming the distribution
-        except Exception as exc:
-            _record_failure(registry, dist, f"{where}: aist_register raised {type(exc).__name__}: {_one_line(exc)}")
+        except BaseException as exc:  # SystemExit and a plugin's own KeyboardInterrupt too
+            if guard.real_interrupt(exc):
+                raise
+            _record_failure(registry, dist, f"{where}: aist_register raised {_describe(exc)}")
     return registry
+
+
+def _register(pm: pluggy.PluginManager, registry: Registry, dist: str, version: str, where: str, plugin: object) -> None:
+    """Run one plugin's aist_register hook(s) against `registry`."""
+    pm.register(plugin, name=f"{dist}:{id(plugin)}")
+    impls = [impl for impl in pm.hook.aist_register.get_hookimpls() if impl.plugin is plugin]
+    if not impls:
+        _record_failure(registry, dist, f"{where} registers nothing: {_missing_hook_hint(plugin)}")
+        return
+    for impl in impls:
+        registrar = registry.registrar(dist, version)
+        impl.function(registry=registrar)
+        if not registrar.added and not any(f["distribution"] == dist for f in registry.failures):
+            _record_failure(registry, dist, f"{where}: aist_register ran but added no components")
+
+
+class _PluginCode:
+    """Around a plugin's import or hook: its stdout goes to stderr (Python's sys.stdout and file
+    descriptor 1 both), and a KeyboardInterrupt it raises is told apart from a real Ctrl-C.
+
+    A KeyboardInterrupt is real when a SIGINT arrived while the plugin ran (seen by a SIGINT
+    handler installed for the while, in the main thread, where Python's default one is in place)
+    or when arrivals could not be watched; otherwise the plugin raised it itself, and it is a
+    failure of that plugin like any other exception.
+    """
+
+    def __init__(self) -> None:
+        self.watching = self.sigint = False
+        self._previous = None
+        self._saved_fd: int | None = None
+        self._redirect = None
+
+    def real_interrupt(self, exc: BaseException) -> bool:
+        """Whether `exc` must propagate: a KeyboardInterrupt from a real Ctrl-C, or one not told apart."""
+        return isinstance(exc, KeyboardInterrupt) and (self.sigint or not self.watching)
+
+    def _on_sigint(self, signum, frame):
+        self.sigint = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _PluginCode:  # noqa: PYI034 - typing.Self needs Python 3.11
+        if threading.current_thread() is threading.main_thread():
+            try:
+                if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                    self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+                    self.watching = True
+            except (ValueError, OSError):
+                pass
+        _flush(sys.stdout, sys.__stdout__)
+        try:
+            self._saved_fd = os.dup(1)
+            os.dup2(2, 1)
+        except (OSError, ValueError):
+            self._saved_fd = None
+        self._redirect = contextlib.redirect_stdout(sys.stderr)
+        self._redirect.__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._redirect.__exit__(*exc_info)
+        _flush(sys.stdout, sys.__stdout__, sys.stderr)  # what the plugin wrote goes out while fd 1 is stderr
+        if self._saved_fd is not None:
+            try:
+                os.dup2(self._saved_fd, 1)
+            finally:
+                os.close(self._saved_fd)
+        if self.watching:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _flush(*streams) -> None:
+    for stream in streams:
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def _describe(exc: BaseException) -> str:
+    """"SystemExit: hook exits", or the type alone when the exception has no message."""
+    text = _one_line(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _missing_hook_hint(plugin: object) -> str:

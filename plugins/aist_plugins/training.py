@@ -16,7 +16,8 @@ Used by the CycleGAN translator (`style/cyclegan.py`), the shape/pose models
   images when `StageContext.log_dir` is set; with `log_dir` None nothing TensorBoard-related is
   imported;
 - stop at the first diverged loss with `TrainingDiverged`:
-  `<component>: loss term '<term>' is <nan|inf> at step <k>; lower the learning rate (lr=<value>)`.
+  `<component>: loss term '<term>' is <nan|inf|value> at step <k>; lower the learning rate
+  (lr=<value>) or this term's weight`.
 
 They also share the scaling helpers (`MixedPrecision`, `Distributed`, `setup_distributed`,
 `make_loader`, `to_device`): mixed precision through `torch.autocast` and `torch.amp.GradScaler`,
@@ -31,6 +32,13 @@ the "image"-normalised alpha loss of the translator, at most weight * (H * W)^2,
 beyond that, and within a factor 20 of 1.8e19, the value whose square overflows float32 (3.4e38),
 so one more step of growth would make any squared term inf anyway. Unbounded terms
 (cross-entropies, LSGAN with a runaway discriminator, weight decay) that reach it have diverged.
+
+That absolute bound alone lets a run that blew up by "only" 1e14 go on and be reported (a
+CycleGAN at lr 1e6, a viewpoint model at lr 1e4). So a term also diverges when it grows beyond
+`DIVERGENCE_GROWTH` (1e6) times its first logged value in the run (at least 1, so terms that
+start at or near zero get room): a working trainer's terms fall or stay within a few times their
+starting value (LSGAN and cycle terms are bounded by a few units times their weights, which the
+first value already carries), and no schedule in these trainers raises a term a millionfold.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ import torch
 
 LOSS_FILE = "losses.csv"
 DIVERGENCE_LIMIT = 1e18
+DIVERGENCE_GROWTH = 1e6  # a term this many times its first logged value (floor 1) has diverged
 
 
 class TrainingDiverged(RuntimeError):
@@ -69,28 +78,35 @@ class CheckpointError(ValueError):
 
 
 # ---------------------------------------------------------------------------- divergence
-def describe_value(value: float, limit: float = DIVERGENCE_LIMIT) -> str | None:
-    """"nan", "inf", "-inf", or "<value> (beyond <limit>)" for a diverged value; None for a sane
-    one. `value` is a Python float; `limit` a positive float (absolute values above it count)."""
+def describe_value(value: float, limit: float = DIVERGENCE_LIMIT, reference: float | None = None,
+                   growth: float = DIVERGENCE_GROWTH) -> str | None:
+    """"nan", "inf", "-inf", "<value> (beyond <limit>)" or "<value> (<n> times its first value
+    <reference>)" for a diverged value; None for a sane one. `value` is a Python float; `limit` a
+    positive float (absolute values above it count); `reference` the term's first logged value
+    in the run (None: no relative check), compared as max(|reference|, 1) * `growth`."""
     if math.isnan(value):
         return "nan"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     if abs(value) > limit:
         return f"{value:.3g} (beyond {limit:.0e})"
+    if reference is not None and math.isfinite(reference) and abs(value) > growth * max(abs(reference), 1.0):
+        return f"{value:.3g} ({abs(value) / max(abs(reference), 1.0):.0e} times its first value {reference:.3g})"
     return None
 
 
 def check_losses(component: str, step: int, terms: Mapping[str, float], lr: float,
-                 limit: float = DIVERGENCE_LIMIT) -> None:
-    """Raise `TrainingDiverged` at the first term (in `terms` order) that is NaN, inf or larger
-    than `limit` in absolute value. `terms` maps term names to Python floats; `step` is the
-    step as the trainer logs it; `lr` the configured learning rate (named in the message)."""
+                 limit: float = DIVERGENCE_LIMIT, reference: Mapping[str, float] | None = None) -> None:
+    """Raise `TrainingDiverged` at the first term (in `terms` order) that is NaN, inf, larger
+    than `limit` in absolute value, or more than `DIVERGENCE_GROWTH` times its `reference` (the
+    term's first logged value; see `describe_value`). `terms` maps term names to Python floats;
+    `step` is the step as the trainer logs it; `lr` the configured learning rate (named in the
+    message, with the term's weight: either can make a term run away)."""
     for term, value in terms.items():
-        problem = describe_value(float(value), limit)
+        problem = describe_value(float(value), limit, None if reference is None else reference.get(term))
         if problem is not None:
             raise TrainingDiverged(f"{component}: loss term '{term}' is {problem} at step {step}; "
-                                   f"lower the learning rate (lr={lr:g})")
+                                   f"lower the learning rate (lr={lr:g}) or this term's weight")
 
 
 def _floating_tensors(state: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
@@ -255,6 +271,7 @@ class TrainingLog:
         self.history = history
         self.path = None if workdir is None else Path(workdir) / LOSS_FILE
         self.columns: list[str] | None = None
+        self.reference: dict[str, float] = {}  # each term's first logged value (the growth check)
         self._pending: list[tuple[int, dict[str, Any], list[str], torch.Tensor, float | None]] = []
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -283,6 +300,10 @@ class TrainingLog:
             self.path.unlink()
             return
         self.columns = columns
+        for key, value in rows[0].items():  # a resumed run compares with the run's first values
+            with contextlib.suppress(TypeError, ValueError):
+                if key != "step":
+                    self.reference[key] = float(value)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with tmp.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, columns)
@@ -321,7 +342,10 @@ class TrainingLog:
         try:
             for (step, extra, names, _values, lr), numbers in zip(pending, read):
                 terms = dict(zip(names, numbers))
-                check_losses(self.component, step, terms, self.lr, self.limit)
+                for term, number in terms.items():
+                    if term not in self.reference and math.isfinite(number):
+                        self.reference[term] = number
+                check_losses(self.component, step, terms, self.lr, self.limit, self.reference)
                 rows.append(({"step": step, **extra, **terms}, names, lr))
         finally:  # the rows before a diverged one are kept: they show the run up to it
             self._write(rows)

@@ -157,6 +157,40 @@ def test_photo_folder_with_nothing_usable_stops_the_stage(tmp_path):
     assert len(ctx.skipped.entries) == 2  # recorded before stopping
 
 
+
+def test_photos_with_the_same_name_keep_the_first_and_skip_the_other(tmp_path):
+    # a.jpg and a.png would both be record "a": the stage used to stop on "duplicate record id"
+    folder = tmp_path / "photos"
+    _photo(folder / "a.jpg", seed=1)
+    _photo(folder / "a.png", seed=2)
+    _photo(folder / "b.png", seed=3)
+    ctx = _ctx(tmp_path)
+    summary = ImageFolder(root=str(folder), min_side=0).build(tmp_path / "out", ctx)
+    data = ViewsDataset(tmp_path / "out" / "photos")
+    assert [(r["id"], r["image"]) for r in data.records()] == [("a", "images/a.jpg"), ("b", "images/b.png")]
+    assert ctx.skipped.entries == [{"path": str(folder / "a.png"), "reason": f"duplicate photo name: {folder / 'a.jpg'}"}]
+    assert summary["skipped"] == {"duplicate photo name": 1}
+    assert data.meta["skipped"] == ctx.skipped.entries
+
+
+def test_gif_and_other_unsupported_photos_are_recorded_not_ignored(tmp_path):
+    folder = tmp_path / "photos"
+    _photo(folder / "car.jpg")
+    image, _, _ = make_photo(np.random.default_rng(4), 120, 160)
+    Image.fromarray(image).save(folder / "anim.gif")
+    Image.fromarray(image).save(folder / "scan.TIFF")
+    (folder / "notes.txt").write_text("not a photo, not an image: passed over")
+    ctx = _ctx(tmp_path)
+    summary = ImageFolder(root=str(folder), min_side=0).build(tmp_path / "out", ctx)
+    accepted = ".jpg, .jpeg, .png, .bmp, .webp"
+    assert _reasons(ctx, folder) == {"anim.gif": f"unsupported format (.gif; accepted: {accepted})",
+                                     "scan.TIFF": f"unsupported format (.tiff; accepted: {accepted})"}
+    assert summary["skipped"] == {"unsupported format": 2} and summary["photos"]["images"] == 1
+    (folder / "car.jpg").unlink()  # only unsupported files left: the stage stops, counting them
+    with pytest.raises(StageEmpty) as exc:
+        ImageFolder(root=str(folder), min_side=0).build(tmp_path / "out2", _ctx(tmp_path))
+    assert str(exc.value) == f"no usable photo in {folder}: 2 listed, all skipped (2 unsupported format)"
+
 # ============================================================================ 2. synthetic views
 @pytest.fixture
 def dpc(tmp_path):
@@ -220,6 +254,29 @@ def test_bad_ground_truth_clouds_are_refused_or_repaired(dpc, tmp_path):
     assert [data.has_cloud(m.name) for m in models] == [True, False, False, False]
     assert summary["synthetic"]["images"] == 8  # the views stay, without a cloud, as for a missing one
 
+
+
+def test_garbage_mat_camera_and_cloud_files_are_skipped_naming_the_file(dpc, tmp_path):
+    # a truncated or foreign .mat used to stop the stage with "MatReadError" and no file named
+    root, models = dpc
+    gt = root / "gt" / "downsampled" / "02958343"
+    (models[0] / "camera_1.mat").write_bytes(b"")                                         # empty: MatReadError
+    (models[1] / "camera_0.mat").write_bytes(b"this is not a MATLAB file " * 10)           # foreign: ValueError
+    (gt / f"{models[2].name}.mat").write_bytes(b"MATLAB 5.0")                             # truncated: MatReadError
+    from scipy.io import savemat
+
+    savemat(models[3] / "camera_0.mat", {"pos": "far away", "extrinsic": np.eye(4)})      # not numeric
+    summary, ctx, data = _build_dpc(root, tmp_path)
+    prefix = "renders/02958343/"
+    assert _reasons(ctx, root) == {
+        f"{prefix}{models[0].name}/camera_1.mat": "missing or unreadable camera file (MatReadError: Mat file appears to be truncated)",
+        f"{prefix}{models[1].name}/camera_0.mat": "missing or unreadable camera file (ValueError: Unknown mat file type, version 32, 102)",
+        f"gt/downsampled/02958343/{models[2].name}.mat": "ground-truth cloud unreadable (MatReadError: Mat file appears to be truncated)",
+        f"{prefix}{models[3].name}/camera_0.mat":
+            "missing or unreadable camera file (ValueError: could not convert string to float: np.str_('far away'))",
+    }
+    assert summary["synthetic"]["images"] == 8 - 3 and summary["skipped"] == 4
+    assert [data.has_cloud(m.name) for m in models] == [True, True, False, True]
 
 def test_a_bad_cloud_file_in_a_views_dataset_is_one_clear_error(tmp_path):
     root = make_views_dataset(tmp_path / "views", n_objects=1, views=1, size=16)
@@ -308,6 +365,21 @@ def test_segmenter_that_finds_nothing_stops_the_stage(tmp_path):
                               "(score threshold 0.9; skipped photos: none)")
 
 
+
+def test_shape_prior_on_photos_without_hint_boxes_says_so(tmp_path):
+    # image-folder photos have no hint boxes: the message blamed "the photos' boxes" covering the background
+    from aist_plugins.segmentation.shape_prior import ShapePriorSegmenter
+
+    photos = _photos(tmp_path, n=3)
+    synthetic = make_views_dataset(tmp_path / "synthetic", n_objects=2, views=2, size=32)
+    segmenter = ShapePriorSegmenter(steps=1, batch_size=2, size=32, width=4, checkpoint_every=0)
+    with pytest.raises(ValueError) as exc:
+        segmenter.fit(synthetic, photos, tmp_path / "work", _ctx(tmp_path))
+    assert str(exc.value) == (
+        f"{photos}: copy-paste needs photos with hint boxes to cut background from, and none of the 3 photos has any "
+        "(image-folder photos have none): shape-prior needs photos with boxes (stanford-cars, coco-photos); "
+        "for photos without boxes use a segmenter that needs none (maskrcnn)")
+
 def test_filters_that_keep_nothing_stop_the_stage(tmp_path):
     from aist_plugins.segmentation.filters import LabelFilter, ScoreFilter
 
@@ -394,3 +466,33 @@ def test_build_report_gathers_every_stages_skipped_inputs(tmp_path):
         {"stage": "photos", "reason": "photo too small", "count": 1, "examples": [skipped[0]]},
         {"stage": "photos", "reason": "unreadable photo", "count": 1, "examples": [skipped[1]]},
     ]
+
+
+def test_a_normalize_size_too_small_to_hold_a_shape_is_refused_at_check(tmp_path):
+    # normalize.size = 5 was accepted: 5 x 5 crops that no model or metric can use
+    from aist_core.recipe import RecipeError, load, validate
+    from aist_core.registry import discover
+
+    recipe = (Path(__file__).resolve().parents[2] / "recipes" / "smoke.toml").read_text()
+    registry = discover()
+    lines = recipe.splitlines()
+    lineno = next(i for i, line in enumerate(lines, 1) if i > lines.index("[normalize]") and line.startswith("size ="))
+    for size, problem in ((5, "normalize.size: must be greater than or equal to 16, got 5"), (16, None)):
+        path = tmp_path / f"size{size}.toml"
+        path.write_text(recipe)
+        try:
+            validate(load(path, overrides=[f"normalize.size={size}"]), registry)
+            problems = []
+        except RecipeError as exc:
+            problems = exc.problems
+        assert problems == ([f"{path}:{lineno}: {problem}"] if problem else []), problems
+
+
+def test_a_garbage_devkit_annotations_file_is_one_line_naming_it(tmp_path):
+    from aist_plugins.readers.photos import read_devkit_annotations
+
+    path = tmp_path / "cars_train_annos.mat"
+    path.write_bytes(b"MATLAB 5.0")
+    with pytest.raises(ValueError) as exc:
+        read_devkit_annotations(path)
+    assert str(exc.value) == f"{path}: unreadable annotations file (MatReadError: Mat file appears to be truncated)"

@@ -331,6 +331,115 @@ def test_image_folder_units_survive_a_removed_photo(tmp_path):
     assert ids == ["car01", "car02"]
 
 
+
+class _KilledAfter:
+    """An executor that stops (like kill -9 of the run) after `n` results of its first map."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def map(self, fn, items, description=""):
+        from aist_core.context import LocalExecutor
+
+        for done, result in enumerate(LocalExecutor(1).map(fn, items, description), 1):
+            yield result
+            if done >= self.n:
+                raise KeyboardInterrupt("simulated kill")
+
+
+def _procedural_build(out: Path, executor=None) -> None:
+    from aist_plugins.procedural.procedural import ProceduralCars
+
+    ctx = StageContext.for_tests(out.parent / (out.name + ".work"))
+    if executor is not None:
+        ctx.executor = executor
+    ProceduralCars(n_objects=3, views=2, image_size=32, points=200, spp=2, n_photos=2, photo_width=64, photo_height=48,
+                   photo_spp=2).build(out, ctx)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_resumed_build_redoes_committed_units_that_lost_a_file(tmp_path):
+    # kill -9 in the dataset stage, then an image and a cloud of committed units deleted by hand:
+    # the resume must redo those units, not fail on "file not found" or drop the cloud
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    _procedural_build(whole)
+    with pytest.raises(KeyboardInterrupt):
+        _procedural_build(resumed, _KilledAfter(2))
+    synthetic = resumed / "synthetic"
+    assert sorted(p.name for p in (synthetic / "units").glob("*.json")) == ["car00000.json", "car00001.json"]
+    (synthetic / "images" / "car00001_1.png").unlink()
+    (synthetic / "clouds" / "car00000.npy").unlink()
+    _procedural_build(resumed)
+    assert _files(resumed) == _files(whole)
+
+
+def test_unit_done_redoes_a_unit_whose_file_is_gone(tmp_path):
+    import numpy as np
+
+    from aist_core.dataset import DatasetWriter
+
+    writer = DatasetWriter(tmp_path / "d", "synthetic", 8)
+    record = {"id": "a/0", "image": "images/a_0.png", "split": "train", "object": "a"}
+    writer.write_unit("a", [record], {"images/a_0.png": np.zeros((8, 8, 4), np.uint8)}, {"a": np.zeros((5, 3))})
+    unit = tmp_path / "d" / "units" / "a.json"
+    assert json.loads(unit.read_text())["files"] == ["clouds/a.npy", "images/a_0.png"]
+    assert writer.unit_done("a")
+    (tmp_path / "d" / "clouds" / "a.npy").unlink()
+    assert not writer.unit_done("a") and not unit.exists()  # the stale record file is gone: finish() will not list it
+    # a record file from before the "files" list: the images its records name are checked
+    unit.write_text(json.dumps({"records": [record], "skipped": []}))
+    assert writer.unit_done("a")
+    (tmp_path / "d" / "images" / "a_0.png").unlink()
+    assert not writer.unit_done("a") and not unit.exists()
+    unit.write_text("{not json")  # cannot happen through write_json_atomic, but must not stop a resume
+    assert not writer.unit_done("a") and not unit.exists()
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is `pid`, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_pool_workers_die_with_a_killed_run(tmp_path):
+    script = "import time\nfrom aist_core.context import LocalExecutor\nlist(LocalExecutor(2).map(time.sleep, [60.0] * 4))\n"
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and len(_children(proc.pid)) < 2:
+            time.sleep(0.1)
+        workers = _children(proc.pid)
+        assert len(workers) == 2, f"pool workers not found: {workers}"
+        time.sleep(0.5)  # let the workers run their initializer and pick up a 60 s item
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 5
+        while time.time() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.1)
+        assert not [w for w in workers if _alive(w)], "pool workers outlived the killed run"
+    finally:
+        proc.kill()
+        for w in _children(proc.pid) + [w for w in locals().get("workers", []) if _alive(w)]:
+            os.kill(w, signal.SIGKILL)
+
 def test_segment_chunks_are_named_by_their_photos():
     from aist_core.stages.segment import chunk_name
 

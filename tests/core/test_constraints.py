@@ -91,7 +91,7 @@ BAD = {
     "negative learning rate": ('use = "dpc"', "learning_rate = -1e-4", "shape_pose.learning_rate: must be greater than 0"),
     "negative epochs": ('use = "cyclegan"', "epochs = -1", "translate.epochs: must be greater than or equal to 0, got -1"),
     "negative steps": ('use = "dpc"', "steps = -5", "shape_pose.steps: must be greater than 0, got -5"),
-    "zero size": ('use = "aist"', "size = 0", "normalize.size: must be greater than 0, got 0"),
+    "zero size": ('use = "aist"', "size = 0", "normalize.size: must be greater than or equal to 16, got 0"),
     "zero batch size": ('use = "cyclegan"', "batch_size = 0", "translate.batch_size: must be greater than 0, got 0"),
     "image size not a multiple of 4": ('use = "cyclegan"', "image_size = 66", "translate.image_size: must be a multiple of 4, got 66"),
     "image size too small for the discriminator": (

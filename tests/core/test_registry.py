@@ -179,6 +179,15 @@ BROKEN_MODULES = {
                       "aist_registr match no AIST hook"),
     "no-hookimpl": ('def aist_register(registry):\n    registry.add("annotation_loss", "mine", "fake_plugin.loss:Mine")\n',
                     "aist_register is not marked @hookimpl"),
+    # SystemExit used to end every command with status 1, KeyboardInterrupt with 130 and no word
+    "exiting-hook": ('from aist_core.hookspecs import hookimpl\n\n@hookimpl\ndef aist_register(registry):\n'
+                     '    raise SystemExit("hook exits")\n',
+                     "aist_register raised SystemExit: hook exits"),
+    "exiting-import": ("import sys\nsys.exit(3)\n", "entry point fake = 'fake_plugin': SystemExit: 3"),
+    "interrupting-import": ("raise KeyboardInterrupt\n", "entry point fake = 'fake_plugin': KeyboardInterrupt"),
+    "interrupting-hook": ('from aist_core.hookspecs import hookimpl\n\n@hookimpl\ndef aist_register(registry):\n'
+                          '    raise KeyboardInterrupt("not a Ctrl-C")\n',
+                          "aist_register raised KeyboardInterrupt: not a Ctrl-C"),
 }
 
 
@@ -232,3 +241,47 @@ def test_strict_mode_makes_an_installed_broken_plugin_fatal_in_one_line(tmp_path
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 1 and len(lines) == 1, out.stderr
     assert lines[0].startswith("aist plugins: plugin fake-plugin is broken (AIST_STRICT_PLUGINS=1)"), lines
+
+
+def test_names_that_could_spoof_output_or_name_a_path_are_refused(tmp_path):
+    source = ('from aist_core.hookspecs import hookimpl\n\n@hookimpl\ndef aist_register(registry):\n'
+              '    registry.add("annotation_loss", "alpha\\nbase.toml: ok (fake)", "fake_plugin:X")\n'
+              '    registry.add("annotation_loss", "../../x", "fake_plugin:X")\n'
+              '    registry.add("annotation_loss", "a/b", "fake_plugin:X")\n'
+              '    registry.add("annotation_loss", "a..b", "fake_plugin:X")\n'
+              '    registry.add("annotation_loss", "Fine", "fake_plugin:X")\n'
+              '    registry.add("annotation_loss", "fine-2.0_b", "fake_plugin:X")\n')
+    out = aist(installed_plugin(tmp_path, source), "plugins", "--json")
+    assert out.returncode == 0, out.stderr
+    rule = ("is not a plain name (lower-case letters, digits, '_', '.', '-'; starting with a letter or digit; no '..'; "
+            "at most 64 characters) -- skipped")
+    assert warnings_about(out.stderr) == [
+        f"aist: warning: plugin fake-plugin: registry.add: annotation_loss name {name!r} {rule}"
+        for name in ("alpha\nbase.toml: ok (fake)", "../../x", "a/b", "a..b", "Fine")]
+    listed = json.loads(out.stdout)
+    (mine,) = [row for row in listed["plugins"] if row["distribution"] == "fake-plugin"]
+    assert mine["components"] == {"annotation_loss": ["fine-2.0_b"]}
+    assert not [line for line in out.stdout.splitlines() + out.stderr.splitlines() if line.startswith("base.toml")]
+    table = aist(installed_plugin(tmp_path / "again", source), "plugins")
+    assert table.returncode == 0 and not [line for line in table.stdout.splitlines() if line.startswith("base.toml")]
+
+
+def test_what_a_plugin_prints_goes_to_stderr_not_into_json(tmp_path):
+    source = ('import os, sys\nprint("GARBAGE AT IMPORT")\nos.write(1, b"RAW GARBAGE AT IMPORT\\n")\n'
+              'from aist_core.hookspecs import hookimpl\n\n@hookimpl\ndef aist_register(registry):\n'
+              '    print("GARBAGE IN HOOK")\n    sys.__stdout__.write("BUFFERED GARBAGE\\n")\n'
+              '    registry.add("annotation_loss", "mine", "fake_plugin:X")\n')
+    out = aist(installed_plugin(tmp_path, source), "plugins", "--json")
+    assert out.returncode == 0, out.stderr
+    listed = json.loads(out.stdout)  # nothing but the JSON document
+    assert any(row["distribution"] == "fake-plugin" for row in listed["plugins"]) and listed["failures"] == []
+    for garbage in ("GARBAGE AT IMPORT", "RAW GARBAGE AT IMPORT", "GARBAGE IN HOOK", "BUFFERED GARBAGE"):
+        assert garbage in out.stderr
+
+
+def test_a_real_ctrl_c_during_plugin_import_still_stops_the_command(tmp_path):
+    # a SIGINT that arrives while a plugin is imported is the user's, not the plugin's failure
+    source = "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(5)\n"
+    out = aist(installed_plugin(tmp_path, source), "plugins", "--json")
+    assert out.returncode in (1, 130) and out.stdout == ""  # typer: 130; aist's own handler: 1 with "interrupted"
+    assert not warnings_about(out.stderr) and "Traceback" not in out.stderr, out.stderr

@@ -21,7 +21,7 @@ from aist_core.interfaces import AnnotationLoss
 
 torch.set_num_threads(1)  # 2 shared cores: small convolutions crawl with more threads
 
-DIVERGED = r"^{component}: loss term '{term}' is {what} at step {step}; lower the learning rate \(lr={lr}\)$"
+DIVERGED = r"^{component}: loss term '{term}' is {what} at step {step}; lower the learning rate \(lr={lr}\) or this term's weight$"
 
 
 def read_csv(path):
@@ -45,6 +45,23 @@ def test_check_losses_names_component_term_step_and_lr(value, what):
     with pytest.raises(TrainingDiverged, match=DIVERGED.format(component="dpc", term="student", what=what,
                                                                step=7, lr="0.0001")):
         training.check_losses("dpc", 7, {"projection": 0.5, "student": value, "total": value}, lr=1e-4)
+
+
+def test_a_term_that_grows_a_millionfold_over_its_first_value_has_diverged():
+    reference = {"gan": 0.4, "alpha": 1e-3}  # a near-zero start still gets room up to 1e6
+    training.check_losses("cyclegan", 5, {"gan": 3.9e5, "alpha": 9e5}, lr=2e-4, reference=reference)  # sane
+    with pytest.raises(TrainingDiverged, match=DIVERGED.format(component="cyclegan", term="gan", step=5, lr="0.0002",
+                                                               what=r"1\.7e\+14 \(2e\+14 times its first value 0\.4\)")):
+        training.check_losses("cyclegan", 5, {"gan": 1.7e14, "alpha": 0.5}, lr=2e-4, reference=reference)
+
+
+def test_the_log_compares_each_term_with_its_first_value_also_after_a_resume(tmp_path):
+    with training.TrainingLog("psgn", tmp_path, next_step=0, lr=1e4) as log:
+        log.log(0, {"total": 7.9})
+        log.log(1, {"total": 3.0})
+    with pytest.raises(TrainingDiverged, match=r"'total' is 3\.13e\+16 .* at step 2"):
+        with training.TrainingLog("psgn", tmp_path, next_step=2, lr=1e4) as log:  # a resume reads the first row back
+            log.log(2, {"total": 3.13e16})
 
 
 def test_a_checkpoint_with_non_finite_weights_is_never_written(tmp_path):
@@ -193,7 +210,7 @@ def test_cyclegan_with_a_huge_learning_rate_diverges_without_a_bad_checkpoint(do
     from aist_plugins.style.cyclegan import CHECKPOINT
 
     with pytest.raises(TrainingDiverged, match=r"^cyclegan: (loss term '\w+' is .+ at|weight '\S+' is (nan|inf) after) "
-                                               r"step \d; lower the learning rate \(lr=1e\+30\)$"):
+                                               r"step \d; lower the learning rate \(lr=1e\+30\)( or this term's weight)?$"):
         tiny_cyclegan(lr=1e30, checkpoint_every=1).fit(*domains, tmp_path, StageContext.for_tests(tmp_path))
     assert_no_nonfinite_checkpoint(tmp_path / CHECKPOINT)
 

@@ -233,3 +233,32 @@ def test_exif_rotated_photo_gets_upright_masks_and_round_trips_through_export(tm
         assert np.array_equal(back.image(rec, "RGB"), photos.image(original, "RGB"))
         assert np.array_equal(read_image(back.path(rec["instances"][0]["mask"]), "L") > 127,
                               read_image(photos.path(original["instances"][0]["mask"]), "L") > 127)
+
+
+def test_reasons_keep_their_values_out_of_the_reason_name(tmp_path):
+    # "bad bbox [nan, 0, 10, 10]" and "unknown image id 12345" made one group per value in the report
+    from aist_plugins.readers.coco_photos import write_coco_photos_fixture
+
+    root = write_coco_photos_fixture(tmp_path / "coco", n_images=1)
+    coco = json.loads((root / "annotations.json").read_text())
+    good = coco["annotations"][0]
+    coco["annotations"] += [
+        {**good, "id": 11, "image_id": 12345},
+        {**good, "id": 12, "image_id": 777},
+        {**good, "id": 13, "bbox": [float("nan"), 0, 10, 10]},
+        {**good, "id": 14, "bbox": [0, 0, -1, 10]},
+        {**good, "id": 15, "category_id": 42},
+    ]
+    (root / "annotations.json").write_text(json.dumps(coco))
+    ctx = StageContext.for_tests(tmp_path / "work")
+    summary = CocoPhotos(annotations=root / "annotations.json", images=root / "images").build(tmp_path / "data", ctx)
+    file = root / "annotations.json"
+    assert {e["path"]: e["reason"] for e in ctx.skipped.entries} == {
+        f"{file}#annotation=11": "unknown image id: 12345",
+        f"{file}#annotation=12": "unknown image id: 777",
+        f"{file}#annotation=13": "bad bbox: [nan, 0, 10, 10] (width and height must be positive)",
+        f"{file}#annotation=14": "bad bbox: [0, 0, -1, 10] (width and height must be positive)",
+        f"{file}#annotation=15": "unknown category id: 42",
+    }
+    assert summary["skipped"] == {"bad bbox": 2, "unknown category id": 1, "unknown image id": 2}
+    assert ctx.skipped.counts() == summary["skipped"] and summary["instances"] == 1

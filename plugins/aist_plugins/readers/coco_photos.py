@@ -38,7 +38,6 @@ invalid JSON, no images list, none of `categories` defined) raises one line nami
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ import numpy as np
 
 from aist_core.coco import rle_decode
 from aist_core.context import StageContext
-from aist_core.dataset import SPLITS, DatasetWriter, image_info, write_image
+from aist_core.dataset import SPLITS, DatasetWriter, image_info, reason_counts, write_image
 from aist_core.interfaces import DatasetSource
 from aist_plugins.readers.checks import check_photo
 
@@ -113,9 +112,9 @@ class CocoPhotos(DatasetSource):
             if not isinstance(ann, dict):
                 top_skipped.append({"path": where, "reason": "bad annotation entry (not an object)"})
             elif ann.get("image_id") not in entries:
-                top_skipped.append({"path": where, "reason": f"unknown image id {ann.get('image_id')!r}"})
+                top_skipped.append({"path": where, "reason": f"unknown image id: {ann.get('image_id')!r}"})
             elif ann.get("category_id") not in names:
-                top_skipped.append({"path": where, "reason": f"unknown category id {ann.get('category_id')!r}"})
+                top_skipped.append({"path": where, "reason": f"unknown category id: {ann.get('category_id')!r}"})
             elif ann["category_id"] in wanted:
                 by_image[ann["image_id"]].append({**ann, "label": names[ann["category_id"]]})
         writer = DatasetWriter(out, "photos")
@@ -138,12 +137,8 @@ class CocoPhotos(DatasetSource):
                                  skipped=top_skipped)
         for item in manifest["skipped"]:
             ctx.skipped.record(item["path"], item["reason"])
-        reasons: dict[str, int] = {}
-        for item in manifest["skipped"]:
-            key = re.split(r" \(|:| \d| '", item["reason"])[0]
-            reasons[key] = reasons.get(key, 0) + 1
         instances = sum(len(r.get("instances") or []) for r in _records(out))
-        return {"photos": manifest["counts"], "instances": instances, "skipped": reasons}
+        return {"photos": manifest["counts"], "instances": instances, "skipped": reason_counts(manifest["skipped"])}
 
 
 def _records(root: Path) -> list[dict]:
@@ -243,9 +238,9 @@ def decode_annotation(ann: dict[str, Any], height: int, width: int) -> tuple[np.
     try:
         x, y, w, h = (float(v) for v in bbox)
     except (TypeError, ValueError):
-        return None, None, f"bad bbox {bbox!r} (expected [x, y, w, h])"
+        return None, None, f"bad bbox: {bbox!r} (expected [x, y, w, h])"
     if not (w > 0 and h > 0) or not all(np.isfinite([x, y, w, h])):
-        return None, None, f"bad bbox {bbox!r} (width and height must be positive)"
+        return None, None, f"bad bbox: {bbox!r} (width and height must be positive)"
     if x < -BOX_SLACK or y < -BOX_SLACK or x + w > width + BOX_SLACK or y + h > height + BOX_SLACK:
         return None, None, f"box outside the image (bbox {[x, y, w, h]}, photo {width}x{height})"
     return mask, [max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h)], None

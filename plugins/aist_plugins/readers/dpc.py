@@ -114,8 +114,8 @@ def _read_model(job) -> None:
     gt_path = Path(gt_dir) / f"{model}.mat"
     try:
         points = loadmat(gt_path)["points"]
-    except (OSError, KeyError, ValueError) as exc:
-        skipped.append({"path": str(gt_path), "reason": f"ground-truth cloud unreadable ({type(exc).__name__})"})
+    except Exception as exc:  # noqa: BLE001 - scipy raises MatReadError, ValueError, OSError, ... on a bad file
+        skipped.append({"path": str(gt_path), "reason": f"ground-truth cloud unreadable ({_load_problem(exc)})"})
     else:
         cloud, problem, note = check_cloud(points, min_cloud_points)
         if problem or note:
@@ -131,11 +131,14 @@ def _read_model(job) -> None:
         try:
             cam = loadmat(cam_path)
             pos = np.asarray(cam["pos"], dtype=np.float64)
-        except (OSError, KeyError, ValueError, TypeError) as exc:
-            skipped.append({"path": str(cam_path), "reason": f"missing or unreadable camera file ({type(exc).__name__})"})
+        except Exception as exc:  # noqa: BLE001 - scipy raises MatReadError, ValueError, OSError, ... on a bad file
+            skipped.append({"path": str(cam_path), "reason": f"missing or unreadable camera file ({_load_problem(exc)})"})
             continue
         quaternion, problem = pose_from_campos(pos)
-        extrinsic = np.asarray(cam["extrinsic"], dtype=np.float64) if "extrinsic" in cam else None
+        try:
+            extrinsic = np.asarray(cam["extrinsic"], dtype=np.float64) if "extrinsic" in cam else None
+        except (TypeError, ValueError):
+            extrinsic, problem = None, problem or "bad camera extrinsic (not numeric)"
         if problem is None and extrinsic is not None and extrinsic.shape != (4, 4):
             problem = f"bad camera extrinsic (shape {extrinsic.shape}, expected (4, 4))"
         if problem:
@@ -151,6 +154,18 @@ def _read_model(job) -> None:
     if not records:
         clouds = {}
     DatasetWriter(out, "synthetic").write_unit(model, records, images, clouds, skipped)
+
+
+def _load_problem(exc: Exception) -> str:
+    """Why a .mat file could not be used, for a skip reason's detail: "FileNotFoundError",
+    "KeyError: no 'pos'", "MatReadError: Mat file appears to be truncated"."""
+    if isinstance(exc, FileNotFoundError):
+        return "FileNotFoundError"
+    if isinstance(exc, KeyError):
+        return f"KeyError: no {exc.args[0]!r}" if exc.args else "KeyError"
+    text = " ".join(str(exc).split())
+    text = text[:160] + ("..." if len(text) > 160 else "")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def pose_from_campos(pos: np.ndarray) -> tuple[np.ndarray | None, str | None]:

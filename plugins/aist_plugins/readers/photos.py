@@ -35,17 +35,39 @@ from aist_core.interfaces import DatasetSource
 from aist_plugins.readers.checks import MAX_PIXELS, MIN_SIDE, check_photo
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# Not data formats PIL happens to open (HDF5, GRIB, FITS, PostScript, video, metafiles): an image
+# folder may hold such files beside its photos; they are not photos and are passed over unrecorded.
+_NOT_PHOTOS = {".h5", ".hdf", ".bufr", ".grib", ".fit", ".fits", ".ps", ".eps", ".mpeg", ".mpg", ".emf", ".wmf"}
+
+
+def unsupported_image_suffixes() -> frozenset[str]:
+    """Image suffixes (lower case) that are not photos we read: GIF, TIFF, HEIC, ... (PIL's
+    readable formats and the HEIF family, less IMAGE_SUFFIXES). A folder reader records such a
+    file skipped ("unsupported format (.gif)") instead of passing it over in silence."""
+    from PIL import Image
+
+    Image.init()
+    readable = {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    return frozenset((readable | {".heic", ".heif"}) - set(IMAGE_SUFFIXES) - _NOT_PHOTOS)
 
 
 def read_devkit_annotations(path: Path) -> list[dict[str, Any]]:
-    """cars_*_annos.mat -> [{"fname", "box": [x0, y0, x1, y1] (0-based, exclusive), "class"}]."""
+    """cars_*_annos.mat -> [{"fname", "box": [x0, y0, x1, y1] (0-based, exclusive), "class"}].
+
+    Raises ValueError "<path>: unreadable annotations file (<problem>)" for a file that is not
+    such a .mat (truncated, foreign, no "annotations" struct array with boxes and file names).
+    """
     from scipy.io import loadmat
 
-    annotations = loadmat(path, squeeze_me=True, struct_as_record=False)["annotations"]
-    out = []
-    for a in np.atleast_1d(annotations):
-        box = [float(a.bbox_x1) - 1, float(a.bbox_y1) - 1, float(a.bbox_x2), float(a.bbox_y2)]
-        out.append({"fname": str(a.fname), "box": box, "class": int(getattr(a, "class", 0) or 0)})
+    try:
+        annotations = loadmat(path, squeeze_me=True, struct_as_record=False)["annotations"]
+        out = []
+        for a in np.atleast_1d(annotations):
+            box = [float(a.bbox_x1) - 1, float(a.bbox_y1) - 1, float(a.bbox_x2), float(a.bbox_y2)]
+            out.append({"fname": str(a.fname), "box": box, "class": int(getattr(a, "class", 0) or 0)})
+    except Exception as exc:  # noqa: BLE001 - scipy raises MatReadError, ValueError, ...; the file is named
+        detail = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else " ".join(str(exc).split())[:160]
+        raise ValueError(f"{path}: unreadable annotations file ({type(exc).__name__}: {detail})") from None
     return out
 
 
@@ -71,29 +93,28 @@ def _photo_unit(job) -> None:
     writer.write_unit(unit, [record])
 
 
-def _write_photos(jobs: list[tuple], out: Path, ctx: StageContext, meta: dict, checks: dict | None = None) -> dict[str, Any]:
+def _write_photos(jobs: list[tuple], out: Path, ctx: StageContext, meta: dict, checks: dict | None = None,
+                  skipped: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """Run the photo jobs (resumable units), gather the dataset, record skipped photos.
 
-    checks: check_photo's keyword arguments for every photo. Raises StageEmpty, one line
-    naming the root and the skipped counts per reason, when no photo is usable.
+    checks: check_photo's keyword arguments for every photo. skipped: files the caller passed
+    over before making jobs ({"path", "reason"}), kept in the manifest with the others. Raises
+    StageEmpty, one line naming the root and the skipped counts per reason, when no photo is usable.
     """
     writer = DatasetWriter(out, "photos")
     jobs = [(*job, checks or {}) for job in jobs]
     todo = [job for job in jobs if not writer.unit_done(job[1])]
     for _ in ctx.map(_photo_unit, todo, description="reading photos"):
         pass
-    manifest = writer.finish(meta=meta, units=[job[1] for job in jobs])  # units of removed photos left out
+    manifest = writer.finish(meta=meta, skipped=skipped, units=[job[1] for job in jobs])  # units of removed photos left out
     for item in manifest["skipped"]:
         ctx.skipped.record(item["path"], item["reason"])
     if not manifest["counts"]["images"]:
-        if not jobs:
+        if not jobs and not manifest["skipped"]:
             raise StageEmpty(f"no usable photo in {meta.get('root')}: no photo files listed ({', '.join(IMAGE_SUFFIXES)})")
-        raise StageEmpty(f"no usable photo in {meta.get('root')}: {len(jobs)} listed, all skipped "
+        raise StageEmpty(f"no usable photo in {meta.get('root')}: {len(jobs) + len(skipped or [])} listed, all skipped "
                          f"({describe_counts(reason_counts(manifest['skipped']))})")
-    reasons: dict[str, int] = {}
-    for item in manifest["skipped"]:
-        reasons[item["reason"].split(" (")[0]] = reasons.get(item["reason"].split(" (")[0], 0) + 1
-    return {"photos": manifest["counts"], "skipped": reasons}
+    return {"photos": manifest["counts"], "skipped": reason_counts(manifest["skipped"])}
 
 
 def stanford_layout(root: Path, subset: str) -> tuple[Path, Path]:
@@ -193,15 +214,27 @@ class ImageFolder(DatasetSource):
         problems = self.check_params({"root": str(self.root)})
         if problems:
             raise FileNotFoundError(problems[0].split(": ", 1)[1])
-        files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        jobs = []
-        for i, path in enumerate(files):
+        unsupported = unsupported_image_suffixes()
+        files, skipped = [], []
+        for path in sorted(self.root.rglob("*")):
+            suffix = path.suffix.lower()
+            if suffix in IMAGE_SUFFIXES:
+                files.append(path)
+            elif suffix in unsupported and path.is_file():
+                skipped.append({"path": str(path), "reason": f"unsupported format ({suffix}; accepted: {', '.join(IMAGE_SUFFIXES)})"})
+        jobs, taken = [], {}
+        for path in files:
             rel_source = path.relative_to(self.root)
+            record_id = str(rel_source.with_suffix(""))
+            if record_id in taken:  # a.jpg and a.png: one record id; the first in name order keeps it
+                skipped.append({"path": str(path), "reason": f"duplicate photo name: {taken[record_id]}"})
+                continue
+            taken[record_id] = str(path)
             unit = unit_name(rel_source.as_posix())  # stable: the same photo is the same unit on a resume
-            record = {"id": str(rel_source.with_suffix("")), "image": f"images/{rel_source}", "split": "train", "boxes": []}
+            record = {"id": record_id, "image": f"images/{rel_source}", "split": "train", "boxes": []}
             jobs.append((str(path), unit, f"images/{rel_source}", record, str(Path(out) / "photos")))
         return _write_photos(jobs, Path(out) / "photos", ctx, {"reader": "image-folder", "root": str(self.root)},
-                             {"max_pixels": self.max_pixels, "min_side": self.min_side})
+                             {"max_pixels": self.max_pixels, "min_side": self.min_side}, skipped)
 
 
 def write_stanford_layout(root: Path, n_images: int = 4, seed: int = 0) -> Path:

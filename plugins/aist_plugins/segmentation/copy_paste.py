@@ -44,10 +44,15 @@ def background_patches(
     `photos` holds (RGB image, (K, 4) hint boxes or None). Each photo gives up to `per_photo`
     rectangles (0.15 to 0.67 of its width, aspect 0.4 to 1) placed uniformly among the
     positions that overlap no box. Photos without boxes are skipped: where their object is is
-    unknown.
+    unknown, so any patch of them may show it. Raises ValueError when there are photos but
+    none has a hint box (image-folder photos have none): nothing can be cut.
     """
     import cv2
 
+    if len(photos) and all(boxes is None or len(boxes) == 0 for _, boxes in photos):
+        raise ValueError(f"copy-paste needs photos with hint boxes to cut background from, and none of the {len(photos)} "
+                         f"photos has any (image-folder photos have none): shape-prior needs photos with boxes "
+                         f"(stanford-cars, coco-photos); for photos without boxes use a segmenter that needs none (maskrcnn)")
     patches = []
     for image, boxes in photos:
         if boxes is None or len(boxes) == 0:
@@ -84,7 +89,8 @@ class CopyPasteSampler:
             raise ValueError("copy-paste needs renders with an object (alpha > 127), got none")
         if len(backgrounds) < MIN_BACKGROUNDS:
             raise ValueError(f"copy-paste found {len(backgrounds)} background patches outside the hint boxes "
-                             f"(need {MIN_BACKGROUNDS}): the photos' boxes cover them")
+                             f"(need {MIN_BACKGROUNDS}): the photos' boxes cover them, or too few photos have boxes "
+                             f"(photos without hint boxes give none)")
         self.backgrounds, self.size, self.context, self.rng = backgrounds, size, context, rng
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:

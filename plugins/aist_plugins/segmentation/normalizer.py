@@ -20,13 +20,17 @@ changes, and sorted matching makes the most targets reachable.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import numpy as np
+from annotated_types import Ge
 
-from aist_core.constraints import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from aist_core.constraints import NonNegativeFloat, NonNegativeInt, PositiveFloat
 from aist_core.imaging import color_correct, fg_bg_ratio
 from aist_core.interfaces import Instance, Normalizer
+
+
+MIN_SIZE = 16  # the smallest crop side `size` accepts
 
 
 def split_padding(total: int, rng: np.random.Generator) -> tuple[int, int]:
@@ -54,7 +58,7 @@ class AistNormalizer(Normalizer):
 
     def __init__(
         self,
-        size: PositiveInt = 128,
+        size: Annotated[int, Ge(MIN_SIZE)] = 128,
         prior_mean: PositiveFloat = 0.22,
         prior_std: NonNegativeFloat = 0.05,
         min_ratio: PositiveFloat = 1e-3,
@@ -62,7 +66,8 @@ class AistNormalizer(Normalizer):
         ratio_padding: bool = True,
         match_ratios: bool = True,
     ):
-        """size: output side; 128 = the synthetic renders' size (seed report).
+        """size: output side; 128 = the synthetic renders' size (seed report); at least MIN_SIZE
+            (16): a smaller crop keeps no shape a model or a metric can use.
         prior_mean / prior_std: ratio Normal used before `fit` is called; the seed report's
             synthetic ratios are "tightly distributed, centred a little over 0.2" (fig. 3.10).
         min_ratio: floor for a sampled ratio after `max_resamples` draws <= 0 (a Normal can go
