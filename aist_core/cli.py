@@ -1,4 +1,4 @@
-"""The `aist` command line. Exit codes: 0 done, 1 the run failed, 2 bad recipe or usage.
+"""The `aist` command line. Exit codes: 0 done, 1 the run failed, 2 bad recipe or usage, 130 interrupted.
 
 Imports stay light at module level (typer, the registry): `aist --help` and `aist plugins`
 never import torch; a command imports what it needs when it runs.
@@ -25,6 +25,7 @@ app = typer.Typer(
 )
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def _err(message: str) -> None:
@@ -152,6 +153,9 @@ def run(
         _err(f"aist: {exc}")
         _err(f"aist: traceback in {exc.node.dir.parent / (exc.node.key + '.work') / 'error.txt'}; {_stage_advice(exc.error)}")
         raise typer.Exit(EXIT_FAILED) from None
+    except KeyboardInterrupt:  # Ctrl-C: say how to go on (click would exit 130 silently)
+        _err("aist: interrupted; rerun the same command to resume (finished stages and checkpoints are kept)")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if main_rank:
         report = build_report(pipeline, run_dir, plugins, warn=lambda message: _err(f"aist: {message}"))
         write_reports(report, run_dir)

@@ -113,8 +113,12 @@ class SkipLog:
     entries: list[dict[str, str]] = field(default_factory=list)
 
     def record(self, path: str | os.PathLike, reason: str) -> None:
-        """Record that the input at `path` was skipped; `reason` is "<name>" or "<name> (<detail>)" / "<name>: <detail>"."""
-        self.entries.append({"path": str(path), "reason": reason})
+        """Record that the input at `path` was skipped; `reason` is "<name>" or "<name> (<detail>)"
+        / "<name>: <detail>". The same (path, reason) twice is one entry: a test set read once
+        per model must not count its bad file once per model."""
+        entry = {"path": str(path), "reason": reason}
+        if entry not in self.entries:
+            self.entries.append(entry)
 
     def counts(self) -> dict[str, int]:
         """How many entries per reason name (`reason_counts`)."""

@@ -496,3 +496,13 @@ def test_a_garbage_devkit_annotations_file_is_one_line_naming_it(tmp_path):
     with pytest.raises(ValueError) as exc:
         read_devkit_annotations(path)
     assert str(exc.value) == f"{path}: unreadable annotations file (MatReadError: Mat file appears to be truncated)"
+
+
+def test_a_file_skipped_again_for_the_same_reason_counts_once():
+    from aist_core.context import SkipLog
+
+    log = SkipLog()
+    for _ in range(3):  # e.g. the evaluate stage reading one test set for three models
+        log.record("/data/test/a.png", "unreadable: truncated")
+    log.record("/data/test/a.png", "size: (64, 64) differs from (32, 32)")
+    assert log.counts() == {"size": 1, "unreadable": 1} and len(log.entries) == 2

@@ -176,3 +176,24 @@ def test_os_error_line_names_the_destination_and_fits_the_command(tmp_path):
     assert _os_error_line(full, "export", tmp_path / "out") == (
         f"aist export: no space left on device writing {tmp_path / 'out'}; free some space and rerun the same command "
         "(the partial export was removed)")
+
+
+def test_ctrl_c_during_a_run_is_one_line_with_exit_130(tmp_path):
+    import signal
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "aist_core.cli", "run", str(root / "recipes" / "smoke.toml"), "--quiet",
+                             "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run")],
+                            stderr=subprocess.PIPE, text=True, cwd=root)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (tmp_path / "cache" / "dataset").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)  # inside the dataset stage
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == ("aist: interrupted; rerun the same command to resume "
+                                            "(finished stages and checkpoints are kept)"), err[-2000:]
+    assert "Traceback" not in err
