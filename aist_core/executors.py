@@ -92,6 +92,7 @@ class RayExecutor:
         return max(4, 2 * cpus)
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any], description: str = "") -> Iterator[Any]:
+        """Yield `fn(item)` for every item in item order, running them as Ray tasks (see the class doc)."""
         items = list(items)
         if not items:
             return

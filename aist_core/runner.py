@@ -454,4 +454,16 @@ def run_pipeline(pipeline: Pipeline, settings: RunSettings, rerun: list[str] | t
     order = list(pipeline.nodes.values())
     for node in order:
         execute_node(node, pipeline, settings, force=node.key in forced)
+    close_process_group()
     return order
+
+
+def close_process_group() -> None:
+    """Under torchrun, once every stage is done: wait for all ranks, then tear the process group
+    down, so no rank exits while another still talks to it (gloo then aborts the late one:
+    "terminate called without an active exception"). Nothing happens outside torchrun, and
+    torch is not imported here unless a stage already did."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

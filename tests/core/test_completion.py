@@ -18,7 +18,10 @@ def _complete(words: str, cword: int) -> list[str]:
 
 
 def test_show_completion_prints_a_bash_script():
-    out = subprocess.run([AIST, "--show-completion", "bash"], capture_output=True, text=True, timeout=60)
+    # Typer detects the user's shell from the parent process (sh under make); its test switch
+    # makes the option take the shell's name instead
+    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    out = subprocess.run([AIST, "--show-completion", "bash"], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
     assert "_aist_completion" in out.stdout and "complete " in out.stdout
 

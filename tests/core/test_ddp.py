@@ -64,6 +64,7 @@ def worker(jobs: str) -> None:
             translator.fit(Path(job["data"]), workdir, ctx)
         else:
             translator.fit(Path(job["data"]) / "a", Path(job["data"]) / "b", workdir, ctx)
+    torch.distributed.barrier()  # no rank tears the group down while another still talks to it
     torch.distributed.destroy_process_group()
 
 
