@@ -77,8 +77,10 @@ def test_unsupervised_loss_takes_the_best_candidate():
     assert terms["projection"].item() < float(0.5 * errors.mean(dim=1).sum() / 3) - 1e-3
 
 
-def test_supervised_training_reduces_the_loss(toy_dataset, tmp_path):
-    model = tiny(steps=40, learning_rate=1e-3, supervised_pose=True, keep_prob_start=1.0, sigma_start=1.0, sigma_end=1.0, checkpoint_every=100)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])  # bf16 autocast on the CPU trains too
+def test_supervised_training_reduces_the_loss(toy_dataset, tmp_path, precision):
+    model = tiny(steps=40, learning_rate=1e-3, supervised_pose=True, keep_prob_start=1.0, sigma_start=1.0, sigma_end=1.0, checkpoint_every=100,
+                 precision=precision)
     model.fit(toy_dataset, tmp_path, StageContext.for_tests(tmp_path, seed=3))
     proj = np.array([h["projection"] for h in model.history])
     assert len(proj) == 40

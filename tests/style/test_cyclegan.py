@@ -201,3 +201,33 @@ def test_compile_builds_on_cpu(domains, tmp_path):
     translator = tiny(max_steps=1, compile=True, n_blocks=1)
     translator.fit(a, b, tmp_path, StageContext.for_tests(tmp_path, seed=1))
     assert translator.step == 1 and (tmp_path / "checkpoint.pt").is_file()
+
+
+def test_training_holds_a_bounded_number_of_images_whatever_the_dataset_size(tmp_path, monkeypatch):
+    """The translate stage streams: the decoded training images alive at once stay bounded by the
+    batches in flight, for 8 or 48 training images per domain (the memory benchmark,
+    benchmarks/bench_translate_memory.py, measures the process: 1.003x from 1k to 10k images)."""
+    import weakref
+
+    from aist_core.testing.fixtures import make_views_dataset
+    from aist_plugins.style import data
+
+    peaks = {}
+    for n_objects in (2, 12):  # 4 train views each: 8 and 48 images per domain
+        a = make_views_dataset(tmp_path / f"a{n_objects}", n_objects=n_objects, views=6, size=32, seed=0)
+        b = make_views_dataset(tmp_path / f"b{n_objects}", n_objects=n_objects, views=6, size=32, seed=1, domain="crops")
+        alive, peak = [0], [0]
+
+        def counted(*args, _real=data.preprocess, **kw):
+            image = _real(*args, **kw)
+            alive[0] += 1
+            peak[0] = max(peak[0], alive[0])
+            weakref.finalize(image, lambda: alive.__setitem__(0, alive[0] - 1))
+            return image
+
+        monkeypatch.setattr(data, "preprocess", counted)
+        tiny(max_steps=6, epochs=2).fit(a, b, tmp_path / f"w{n_objects}", StageContext.for_tests(tmp_path / f"w{n_objects}"))
+        monkeypatch.undo()
+        peaks[n_objects] = peak[0]
+    assert 0 < peaks[12] <= 2 * 2 * 2, peaks  # batch 2 x 2 domains, and one batch being collated
+    assert peaks[12] == peaks[2], peaks
