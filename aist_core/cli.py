@@ -45,13 +45,15 @@ def _main(
     """AIST: annotation-invariant style transfer pipelines from TOML recipes."""
 
 
-def _load_pipeline(recipe_path: Path, overrides: list[str]):
-    from aist_core.recipe import RecipeError, load
+def _load_pipeline(recipe_path: Path, overrides: list[str], device: str | None = None):
+    from aist_core.recipe import RecipeError, default_device, load
     from aist_core.registry import get_registry
     from aist_core.runner import Pipeline
 
     try:
         recipe = load(recipe_path, overrides)
+        if device:  # --device: the default of every component's `device` the recipe leaves unset
+            default_device(recipe, get_registry(), device)
         return Pipeline(recipe, get_registry())
     except RecipeError as exc:
         for problem in exc.problems:
@@ -100,7 +102,7 @@ def run(
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: aist-runs/<recipe name>)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Stage cache (default: $AIST_CACHE or aist-runs/cache)."),
     workers: int = typer.Option(max(1, os.cpu_count() or 1), "--workers", help="Processes for batch stages."),
-    device: str = typer.Option("cpu", "--device", help="Torch device for models: cpu, cuda, cuda:1."),
+    device: Optional[str] = typer.Option(None, "--device", help="Torch device for every component with a `device` parameter the recipe leaves unset: cpu, cuda, cuda:1."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     rerun: List[str] = typer.Option([], "--rerun", help="Recompute this stage (every experiment's) and all downstream of it, even if cached; repeatable."),
     force: bool = typer.Option(False, "--force", help="Recompute every stage, even if cached."),
@@ -125,7 +127,7 @@ def run(
     )
     from aist_core.runner import RunSettings, StageFailed, run_pipeline, stages_to_rerun
 
-    pipeline = _load_pipeline(recipe, set_)
+    pipeline = _load_pipeline(recipe, set_, device)
     try:
         stages_to_rerun(pipeline, rerun, force)  # an unknown stage is a usage error, before any work
     except ValueError as exc:
@@ -143,7 +145,7 @@ def run(
         replace_json(run_dir / "plugins.json", {"plugins": plugins, "failures": get_registry().failures}, strict=False)
         if pipeline.recipe.tensorboard:
             own_folder(run_dir / "tensorboard")
-    settings = RunSettings(cache=cache_dir, workers=workers, device=device, progress=not quiet, executor=executor,
+    settings = RunSettings(cache=cache_dir, workers=workers, device=device or "cpu", progress=not quiet, executor=executor,
                            log_dir=run_dir / "tensorboard" if pipeline.recipe.tensorboard else None)
     try:
         run_pipeline(pipeline, settings, rerun=rerun, force=force)

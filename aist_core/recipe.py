@@ -651,3 +651,42 @@ def _coerce(value: Any, hint: Any) -> Any:
 
 def _hint_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def default_device(recipe: Recipe, registry: Registry, device: str) -> list[str]:
+    """`aist run --device DEVICE`: every stage component (base tables and experiments' swapped
+    ones) whose constructor takes a `device` parameter and whose table does not set one gets
+    DEVICE; a table that names its device keeps it. Returns the key paths set. Unknown stages or
+    components are left for `validate` to report. DEVICE "cpu" changes no stage key (it is the
+    components' default)."""
+    changed: list[str] = []
+
+    def visit(table: Any, path: str, kind: str | None) -> None:
+        if not isinstance(table, dict) or not isinstance(table.get("use"), str) or kind is None or "device" in table:
+            return
+        try:
+            cls = registry.load(kind, table["use"])
+        except (KeyError, PluginError):
+            return
+        if "device" in inspect.signature(cls.__init__).parameters:
+            table["device"] = device
+            changed.append(f"{path}.device")
+
+    def stage_tables(tables: dict[str, Any], prefix: str) -> None:
+        for stage, spec in STAGES.items():
+            table = tables.get(stage)
+            if isinstance(table, list):
+                for i, sub in enumerate(table):
+                    visit(sub, f"{prefix}{stage}[{i}]", spec.kind)
+            else:
+                visit(table, f"{prefix}{stage}", spec.kind)
+            if isinstance(table, dict):
+                for option, kind in COMPONENT_LIST_OPTIONS.items():
+                    for i, sub in enumerate(table.get(option) or []):
+                        visit(sub, f"{prefix}{stage}.{option}[{i}]", kind)
+
+    stage_tables(recipe.data, "")
+    for name, override in (recipe.data.get("experiments") or {}).items():
+        if isinstance(override, dict):
+            stage_tables(override, f"experiments.{name}.")
+    return changed

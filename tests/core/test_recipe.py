@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -319,3 +320,30 @@ def test_use_of_the_wrong_type_says_so(tmp_path):
     out = check(write(tmp_path, GOOD), "--set", "evaluate.metrics[0].use=7")
     one_line_usage_error(out, "evaluate.metrics[0].use: must be a string (a registered name), got 7; pick a metric:")
     assert "missing" not in out.stderr
+
+
+def test_device_option_sets_every_unset_component_device(tmp_path):
+    """`aist run --device cuda`: components with a `device` parameter the recipe leaves unset get
+    it (experiments' swapped components too); a device the recipe names is kept; "cpu", the
+    components' default, changes no stage key."""
+    from aist_core.recipe import default_device
+    from aist_core.runner import Pipeline
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "recipes" / "smoke.toml").read_text() + (
+        '\n[experiments.mine]\ntrain_on = "synthetic"\n'
+        '[experiments.mine.shape_pose]\nuse = "viewpoint-psgn"\ndevice = "cuda:1"\n')
+    recipe_path = tmp_path / "r.toml"
+    recipe_path.write_text(text)
+    registry = discover()
+    recipe = load(recipe_path)
+    changed = default_device(recipe, registry, "cuda")
+    assert {"translate.device", "shape_pose.device"} <= set(changed)
+    assert recipe.data["translate"]["device"] == "cuda" and "device" not in recipe.data["segment"]  # grabcut has none
+    assert recipe.data["experiments"]["mine"]["shape_pose"]["device"] == "cuda:1"  # named in the recipe: kept
+    cpu = load(recipe_path)
+    default_device(cpu, registry, "cpu")
+    plain = Pipeline(load(recipe_path), registry)
+    assert [n.key for n in Pipeline(cpu, registry).nodes.values()] == [n.key for n in plain.nodes.values()]
+    cuda = Pipeline(recipe, registry)
+    assert {n.stage for n in cuda.nodes.values() if n.key not in {m.key for m in plain.nodes.values()}} >= {"translate", "shape_pose"}
