@@ -259,7 +259,7 @@ def _describe_component(cls: type, kind: str) -> list[str]:
     """`aist show`'s text: the class's own documentation (never the interface's), its source
     reference (the first paragraph of its module's docstring), then per parameter its type,
     default, accepted values (`aist_core.constraints`) and its line of documentation."""
-    from aist_core.constraints import describe
+    from aist_core.constraints import describe, parameter_docs
     from aist_core.interfaces import KIND_CLASSES
     from aist_core.recipe import _hints
 
@@ -272,7 +272,7 @@ def _describe_component(cls: type, kind: str) -> list[str]:
         lines.append(f"\nsource: {' '.join(module_doc.split(chr(10) * 2)[0].split())}")
     lines.append("\nparameters:")
     hints = _hints(cls, extras=True)
-    docs = _parameter_docs(cls)
+    docs = parameter_docs(cls)
     for pname, param in inspect.signature(cls.__init__).parameters.items():
         if pname == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
             continue
@@ -304,51 +304,6 @@ def _type_name(hint) -> str:
     if hint is type(None):
         return "None"
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-
-
-def _parameter_docs(cls: type) -> dict[str, str]:
-    """Each parameter's documentation from the docstrings' `name: text` lines (the convention:
-    in the `__init__` docstring, or the class docstring; continuation lines follow until a blank
-    line or the next entry; `a / b: text` and `a, b: text` document both). Returns {parameter: its text on one line}."""
-    import re
-
-    from aist_core.interfaces import KIND_CLASSES
-
-    names = [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
-    # the __init__ in use, then the class and its plugin bases (an inherited __init__ is often
-    # documented on the base that defines it), never the interfaces
-    bases = [c for c in cls.__mro__ if c is not object and c not in KIND_CLASSES.values() and c.__name__ != "Component"]
-    texts = [inspect.getdoc(cls.__init__) or ""] + [inspect.cleandoc(c.__dict__.get("__doc__") or "") for c in bases]
-    entry = re.compile(r"^(\s*)(?:- )?`?([A-Za-z_]\w*(?:`?\s*[/,]\s*`?[A-Za-z_]\w*)*)`?:\s+(.*)$")
-    docs: dict[str, str] = {}
-    for text in texts:
-        current: list[str] = []
-        indent = 0
-        for line in text.splitlines() + [""]:
-            match = entry.match(line)
-            keys = [k.strip(" `") for k in re.split(r"[/,]", match.group(2))] if match else []
-            if match and keys and all(k in names for k in keys):
-                current, indent = keys, len(match.group(1))
-                for key in keys:
-                    docs.setdefault(key, "")
-                _append(docs, current, match.group(3))
-            elif current and line.strip() and (len(line) - len(line.lstrip()) > indent or not match):
-                _append(docs, current, line.strip())
-            else:
-                current = []
-    # several parameters documented on one line: "size: side in px. epochs: passes over ..."
-    for key in list(docs):
-        for other, text in re.findall(r"(?:^|\.\s)([a-z_]\w*):\s+(.*?)(?=\.\s[a-z_]\w*:\s|$)", docs[key]):
-            if other in names and other != key and not docs.get(other):
-                docs[other] = text.rstrip(".") + "."
-        head = re.split(r"\.\s[a-z_]\w*:\s", docs[key])[0]
-        docs[key] = head if head.endswith(".") or head.endswith(")") else head + ("." if head else "")
-    return {k: v for k, v in docs.items() if v}
-
-
-def _append(docs: dict[str, str], keys: list[str], text: str) -> None:
-    for key in keys:
-        docs[key] = f"{docs[key]} {text}".strip()
 
 
 @app.command("export")
@@ -403,11 +358,17 @@ def report(
 
 
 def main() -> None:
-    """Console entry point: run the app; Ctrl-C exits 1 with a resume hint instead of a traceback."""
+    """Console entry point: run the app. A broken plugin under AIST_STRICT_PLUGINS=1, a full disk
+    or Ctrl-C outside a run is one line and exit 1 (130 for Ctrl-C), never a traceback."""
+    from aist_core.registry import PluginError
+
     try:
         app()
     except KeyboardInterrupt:
-        _err("aist: interrupted; rerun the same command to resume")
+        _err("aist: interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    except PluginError as exc:  # strict mode: a malformed plugin is fatal, in one line
+        _err(f"aist: {' '.join(str(exc).split())}")
         sys.exit(EXIT_FAILED)
     except OSError as exc:  # a full disk, a read-only or vanished folder: one line, not a traceback
         _err(_os_error_line(exc))

@@ -168,3 +168,49 @@ def _describe_metadata(item: Any) -> list[str]:
     if isinstance(metadata, list):
         return [d for m in metadata for d in _describe_metadata(m)]
     return [str(item)]
+
+
+# ---------------------------------------------------------------------------- documentation
+def parameter_docs(cls: type) -> dict[str, str]:
+    """Each parameter's documentation from the docstrings' `name: text` lines (the convention:
+    in the `__init__` docstring, or the class docstring; continuation lines follow until a blank
+    line or the next entry; `a / b: text` and `a, b: text` document both). Returns {parameter: its text on one line}."""
+    import inspect
+
+    from aist_core.interfaces import KIND_CLASSES
+
+    names = [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
+    # the __init__ in use, then the class and its plugin bases (an inherited __init__ is often
+    # documented on the base that defines it), never the interfaces
+    bases = [c for c in cls.__mro__ if c is not object and c not in KIND_CLASSES.values() and c.__name__ != "Component"]
+    texts = [inspect.getdoc(cls.__init__) or ""] + [inspect.cleandoc(c.__dict__.get("__doc__") or "") for c in bases]
+    entry = re.compile(r"^(\s*)(?:- )?`?([A-Za-z_]\w*(?:`?\s*[/,]\s*`?[A-Za-z_]\w*)*)`?:\s+(.*)$")
+    docs: dict[str, str] = {}
+    for text in texts:
+        current: list[str] = []
+        indent = 0
+        for line in text.splitlines() + [""]:
+            match = entry.match(line)
+            keys = [k.strip(" `") for k in re.split(r"[/,]", match.group(2))] if match else []
+            if match and keys and all(k in names for k in keys):
+                current, indent = keys, len(match.group(1))
+                for key in keys:
+                    docs.setdefault(key, "")
+                _append_doc(docs, current, match.group(3))
+            elif current and line.strip() and (len(line) - len(line.lstrip()) > indent or not match):
+                _append_doc(docs, current, line.strip())
+            else:
+                current = []
+    # several parameters documented on one line: "size: side in px. epochs: passes over ..."
+    for key in list(docs):
+        for other, text in re.findall(r"(?:^|\.\s)([a-z_]\w*):\s+(.*?)(?=\.\s[a-z_]\w*:\s|$)", docs[key]):
+            if other in names and other != key and not docs.get(other):
+                docs[other] = text.rstrip(".") + "."
+        head = re.split(r"\.\s[a-z_]\w*:\s", docs[key])[0]
+        docs[key] = head if head.endswith(".") or head.endswith(")") else head + ("." if head else "")
+    return {k: v for k, v in docs.items() if v}
+
+
+def _append_doc(docs: dict[str, str], keys: list[str], text: str) -> None:
+    for key in keys:
+        docs[key] = f"{docs[key]} {text}".strip()

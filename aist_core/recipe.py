@@ -149,6 +149,52 @@ class LineIndex:
         return None
 
 
+@dataclass
+class _ExperimentView:
+    """A recipe while one experiment is validated: a key path such as "translate.lr" is located
+    where its value came from: the experiment's own table ("experiments.NAME.translate.lr",
+    named in the location) or the base table, or the `--set` that set either."""
+
+    recipe: "Recipe"
+    experiment: str
+
+    @property
+    def path(self) -> Path:
+        """The recipe file."""
+        return self.recipe.path
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The recipe's data (all experiments)."""
+        return self.recipe.data
+
+    def where(self, key_path: str) -> str:
+        """`Recipe.where` of the experiment's key when the experiment sets it (or a table above
+        it), with "(experiments.NAME)" after a file location; else of the base key."""
+        own = f"experiments.{self.experiment}.{key_path}"
+        parts = own.split(".")
+        if _has_path(self.recipe.data, parts):  # the experiment sets this key (a list it replaces holds it too)
+            place = self.recipe.where(own)
+            return place if place.startswith("--set") else f"{place} (experiments.{self.experiment})"
+        return self.recipe.where(key_path)
+
+
+def _has_path(data: Any, parts: list[str]) -> bool:
+    """Whether nested tables hold the dotted key `parts` ("name[i]" steps into an array)."""
+    node = data
+    for part in parts:
+        index = re.fullmatch(r"(.+)\[(\d+)\]", part)
+        name = index.group(1) if index else part
+        if not isinstance(node, dict) or name not in node:
+            return False
+        node = node[name]
+        if index:
+            if not isinstance(node, list) or int(index.group(2)) >= len(node):
+                return False
+            node = node[int(index.group(2))]
+    return True
+
+
 def _unquote(key: str) -> str:
     return ".".join(part.strip().strip("\"'") for part in key.split("."))
 
@@ -156,14 +202,30 @@ def _unquote(key: str) -> str:
 # ---------------------------------------------------------------------------- loading
 @dataclass
 class Recipe:
+    """A loaded recipe: its file, its data (after `--set` overrides) and where each key stands.
+
+    `overrides` maps each key path set by `--set` to the argument as given, so a problem with
+    such a value names the `--set` rather than a line of the file."""
+
     path: Path
     data: dict[str, Any]
     index: LineIndex
+    overrides: dict[str, str] = field(default_factory=dict)
 
     def where(self, key_path: str) -> str:
-        """"recipe.toml:LINE" for a key path (just the file when the line is unknown)."""
+        """Where a key path's value comes from: "--set KEY=VALUE" when an override set it (or a
+        table above it), else "recipe.toml:LINE" (just the file when the line is unknown)."""
+        parts = key_path.split(".")
+        for end in range(len(parts), 0, -1):
+            given = self.overrides.get(".".join(parts[:end]))
+            if given is not None:
+                return f"--set {given}"
         line = self.index.line(key_path)
         return f"{self.path}:{line}" if line else str(self.path)
+
+    def in_experiment(self, experiment: str) -> "_ExperimentView":
+        """This recipe as seen while validating one experiment's merged tables."""
+        return _ExperimentView(self, experiment)
 
     @property
     def name(self) -> str:
@@ -238,6 +300,7 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     recipe = Recipe(path, data, LineIndex(text))
     for item in overrides or []:
         _apply_override(recipe, item)
+        recipe.overrides[item.partition("=")[0].strip()] = item.strip()
     return recipe
 
 
@@ -409,7 +472,8 @@ def validate(recipe: Recipe, registry: Registry) -> dict[str, dict[str, Any]]:
                 if spec.required:
                     problems.append(f"{recipe.path}: {stage}: missing [{stage}] table (required)")
                 continue
-            stages[stage] = _validate_stage(recipe, registry, stage, spec, tables[stage], problems)
+            located = recipe.in_experiment(exp_name) if "experiments" in data else recipe
+            stages[stage] = _validate_stage(located, registry, stage, spec, tables[stage], problems)
         if stages["train_on"] == "stylized" and "translate" not in stages:
             problems.append(f"{recipe.path}: {prefix}train_on: 'stylized' needs a [translate] table")
         if "translate" in stages and "normalize" not in stages:

@@ -624,6 +624,8 @@ def combine(run_dirs: list[Path], out_dir: Path, warn: Callable[[str], None] | N
             if src.resolve() != dst.resolve() and src.is_file():
                 copy_replacing(src, dst)
             combined["figures"].append({**fig, "path": str(dst.relative_to(out_dir))})
+    if len(reports) == 1:  # one run: its report as it is (name, recipe, plugins...), figures re-homed
+        combined = {**combined, **reports[0][2], "figures": combined["figures"]}
     write_reports(combined, out_dir)
     return combined
 

@@ -109,6 +109,38 @@ class ComponentContract:
             problem = default_problem(param.default, hints[name])
             assert problem is None, f"{where}: {problem} (annotation {_hint_name(hints[name])})"
 
+    def test_parameters_keep_the_interfaces_constraints(self, tmp_path):
+        """A parameter the interface declares with a constraint (AnnotationLoss's weights: >= 0)
+        keeps it when the component redeclares it: a plain `float` would let `aist check` accept
+        what the interface rules out."""
+        from aist_core.constraints import describe
+
+        cls = self.component_class
+        ours = typing.get_type_hints(cls.__init__, include_extras=True)
+        for base in self.interface.__mro__:
+            if "__init__" not in base.__dict__ or base is object:
+                continue
+            theirs = typing.get_type_hints(base.__init__, include_extras=True)
+            for name, hint in theirs.items():
+                if name == "return" or name not in ours or not describe(hint):
+                    continue
+                assert describe(ours[name]), \
+                    f"{cls.__name__}.__init__ parameter {name!r}: the {base.__name__} interface accepts only " \
+                    f"[{describe(hint)}], this annotation accepts anything; expected the same constraint " \
+                    f"(annotate it as {base.__name__} does, e.g. with an alias from aist_core.constraints)"
+
+    def test_parameters_documented(self, tmp_path):
+        """Every parameter has a `name: what it does` line in the `__init__` or class docstring
+        (`aist show` prints it next to the type and the accepted values)."""
+        from aist_core.constraints import parameter_docs
+
+        cls = self.component_class
+        docs = parameter_docs(cls)
+        missing = [name for name, param in inspect.signature(cls.__init__).parameters.items()
+                   if name != "self" and param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL) and name not in docs]
+        assert not missing, f"{cls.__name__}: parameters {missing} have no documentation line; expected " \
+                            f"`{missing[0]}: what it does` in the __init__ or class docstring (aist show prints it)"
+
     def test_documented(self, tmp_path):
         """The class has a docstring of its own (`aist show` prints it); an inherited one (the
         interface's) says nothing about this component."""

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from annotated_types import Ge
 
+from aist_core.constraints import NonNegativeFloat
 from aist_core.interfaces import AnnotationLoss, Filter, Translator
 from aist_core.testing import AnnotationLossContract, FilterContract, TranslatorContract
 
@@ -124,7 +125,30 @@ def test_a_wrong_reject_reason_says_what_came(tmp_path):
 class GoodLoss(AnnotationLoss):
     """Mean absolute difference over all channels."""
 
+    def __init__(self, weight_a2b: NonNegativeFloat = 1.0, weight_b2a: NonNegativeFloat = 1.0):
+        """weight_a2b / weight_b2a: the weights for G and F."""
+        super().__init__(weight_a2b, weight_b2a)
+
+    @classmethod
+    def example(cls):
+        return cls()
+
+    def forward(self, source, translated, cache):
+        return (source - translated).abs().mean()
+
+
+class LooseWeights(GoodLoss):
+    """Redeclares the weights as plain floats: -1 would pass `aist check`."""
+
     def __init__(self, weight_a2b: float = 1.0, weight_b2a: float = 1.0):
+        """weight_a2b / weight_b2a: the weights."""
+        super().__init__(weight_a2b, weight_b2a)
+
+
+class UndocumentedWeights(AnnotationLoss):
+    """Its parameters have no documentation line (nor a base's to inherit)."""
+
+    def __init__(self, weight_a2b: NonNegativeFloat = 1.0, weight_b2a: NonNegativeFloat = 1.0):
         super().__init__(weight_a2b, weight_b2a)
 
     @classmethod
@@ -160,6 +184,17 @@ def test_a_correct_loss_passes_in_both_modes(tmp_path):
     pytest.importorskip("torch")
     for check in sorted(m for m in dir(AnnotationLossContract) if m.startswith("test_")):
         run_check(AnnotationLossContract, GoodLoss, check, tmp_path)
+
+
+def test_a_loss_that_loosens_the_interfaces_weight_constraint(tmp_path):
+    fails_with(AnnotationLossContract, LooseWeights, "test_parameters_keep_the_interfaces_constraints", tmp_path,
+               r"^LooseWeights.__init__ parameter 'weight_a2b': the AnnotationLoss interface accepts only \[>= 0\], "
+               r"this annotation accepts anything")
+
+
+def test_a_parameter_without_a_documentation_line(tmp_path):
+    fails_with(AnnotationLossContract, UndocumentedWeights, "test_parameters_documented", tmp_path,
+               r"^UndocumentedWeights: parameters \['weight_a2b', 'weight_b2a'\] have no documentation line")
 
 
 def test_a_forgotten_super_init(tmp_path):

@@ -347,3 +347,17 @@ def test_device_option_sets_every_unset_component_device(tmp_path):
     assert [n.key for n in Pipeline(cpu, registry).nodes.values()] == [n.key for n in plain.nodes.values()]
     cuda = Pipeline(recipe, registry)
     assert {n.stage for n in cuda.nodes.values() if n.key not in {m.key for m in plain.nodes.values()}} >= {"translate", "shape_pose"}
+
+
+def test_problems_name_the_set_or_the_experiment_the_value_came_from(tmp_path):
+    recipe = tmp_path / "t.toml"
+    recipe.write_text('schema = 1\nname = "t"\n[dataset]\nuse = "procedural-cars"\n[shape_pose]\nuse = "dpc"\n'
+                      '[experiments.a]\n[experiments.b.shape_pose]\nlearning_rate = -1\n')
+    out = subprocess.run([sys.executable, "-m", "aist_core.cli", "check", str(recipe), "--set", "shape_pose.steps=-3",
+                          "--set", "experiments.a.shape_pose.sigma_end=-1"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert sorted(out.stderr.strip().splitlines()) == sorted([
+        "--set shape_pose.steps=-3: shape_pose.steps: must be greater than 0, got -3",
+        f"{recipe}:9 (experiments.b): shape_pose.learning_rate: must be greater than 0, got -1.0",
+        "--set experiments.a.shape_pose.sigma_end=-1: shape_pose.sigma_end: must be greater than 0, got -1.0",
+    ]), out.stderr

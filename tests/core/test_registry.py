@@ -241,6 +241,9 @@ def test_strict_mode_makes_an_installed_broken_plugin_fatal_in_one_line(tmp_path
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 1 and len(lines) == 1, out.stderr
     assert lines[0].startswith("aist plugins: plugin fake-plugin is broken (AIST_STRICT_PLUGINS=1)"), lines
+    out = aist(env, "check", "recipes/smoke.toml")  # every other command: the same one line, no traceback
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 1 and lines[0].startswith("aist: plugin fake-plugin is broken"), out.stderr
 
 
 def test_names_that_could_spoof_output_or_name_a_path_are_refused(tmp_path):

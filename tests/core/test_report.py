@@ -255,11 +255,13 @@ def test_rebuilding_a_runs_own_report_keeps_its_figures(evaluated, tmp_path):
     run = tmp_path / "quickstart"
     (run / "figures").mkdir(parents=True)
     (run / "figures" / "curve.png").write_bytes(b"png")
-    report = build_report(fake_pipeline(evaluated.result), run, [])
+    report = build_report(fake_pipeline(evaluated.result), run, [{"distribution": "aist", "version": "0.1.0", "components": {}}])
     report["figures"] = [{"stage": "evaluate", "path": "figures/curve.png", "title": "curve"}]
     write_reports(report, run)
     for _ in range(2):  # `aist report RUN` twice: no renamed copies pile up
         combine([run], run)
     assert sorted(p.name for p in (run / "figures").iterdir()) == ["curve.png"]
+    rebuilt = json.loads((run / "report.json").read_text())
+    assert rebuilt == json.loads(json.dumps(report))  # nothing lost: name, recipe, plugins all kept
     assert json.loads((run / "report.json").read_text())["figures"][0]["path"] == "figures/curve.png"
     assert "## Domain gap" in (run / "report.md").read_text()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from aist_core.constraints import NonNegativeFloat
 from aist_core.interfaces import AnnotationLoss
 
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0
@@ -26,11 +27,12 @@ def edge_magnitude(images: torch.Tensor) -> torch.Tensor:
 class EdgeLoss(AnnotationLoss):
     """Mean absolute difference of Sobel edge magnitudes between source and translation.
 
-    Parameters: weight_a2b / weight_b2a, the weights for G (synthetic -> real) and F.
     The source's edges are computed once per batch and shared through the loss cache.
     """
 
-    def __init__(self, weight_a2b: float = 1.0, weight_b2a: float = 1.0):
+    def __init__(self, weight_a2b: NonNegativeFloat = 1.0, weight_b2a: NonNegativeFloat = 1.0):
+        """weight_a2b: weight of this loss for G (synthetic -> real).
+        weight_b2a: weight for F (real -> synthetic)."""
         super().__init__(weight_a2b, weight_b2a)
 
     @classmethod
