@@ -156,7 +156,11 @@ def run(
         _err(f"aist: traceback in {exc.node.dir.parent / (exc.node.key + '.work') / 'error.txt'}; {_stage_advice(exc.error)}")
         raise typer.Exit(EXIT_FAILED) from None
     except KeyboardInterrupt:  # Ctrl-C: say how to go on (click would exit 130 silently)
-        _err("aist: interrupted; rerun the same command to resume (finished stages and checkpoints are kept)")
+        if force or rerun:  # a forced stage restarts from scratch; its earlier result is still in place
+            _err("aist: interrupted; rerun the same command to recompute the forced stages from the start, or "
+                 "without --force/--rerun to keep their earlier results")
+        else:
+            _err("aist: interrupted; rerun the same command to resume (finished stages and checkpoints are kept)")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if main_rank:
         report = build_report(pipeline, run_dir, plugins, warn=lambda message: _err(f"aist: {message}"))

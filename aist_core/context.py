@@ -90,7 +90,13 @@ def plain_progress(items, total=None, description=""):
 
 
 def rich_progress(items, total=None, description=""):
-    """A rich progress bar on stderr; falls back to plain iteration when output is not a TTY."""
+    """A rich progress bar on stderr; plain iteration when stderr is not a terminal (a log file
+    would otherwise fill with the bar's blank redraw lines)."""
+    import sys
+
+    if not sys.stderr.isatty():
+        yield from items
+        return
     from rich.progress import track
 
     yield from track(items, total=total, description=description or "working", transient=True)

@@ -113,7 +113,11 @@ class Registry:
         try:
             return self.entries[(kind, name)]
         except KeyError:
-            raise KeyError(f"no {kind} named {name!r}; available: {', '.join(self.names(kind)) or 'none'}") from None
+            import difflib
+
+            close = difflib.get_close_matches(str(name), self.names(kind), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise KeyError(f"no {kind} named {name!r}{hint} available: {', '.join(self.names(kind)) or 'none'}") from None
 
     def load(self, kind: str, name: str) -> type:
         """The class registered as (kind, name), imported (see `Entry.load`)."""

@@ -192,13 +192,20 @@ def build_report(pipeline, run_dir: Path, plugins: list[dict[str, Any]],
     return report
 
 
+def test_set_order(name: str) -> tuple[int, str]:
+    """Sort key of test sets in reports: original, the stylised sets, real, diagnostic, others."""
+    rank = {"original": 0, "real": 2, "diagnostic": 3}.get(name, 1 if name.startswith("stylized-") else 4)
+    return rank, name
+
+
 def experiment_entry(sets: dict[str, dict[str, Any]], exp: str, baseline: str | None) -> dict[str, Any]:
     """One experiment's report keys from its evaluate results {set: entry}: test_sets (sets
     with at least one metric value), compared_with, and the real crops' mask-XOR at the top."""
     entry: dict[str, Any] = {}
     if baseline is not None and exp != baseline:
         entry["compared_with"] = baseline
-    test_sets = {s: {k: v for k, v in values.items() if k != "images"} for s, values in sets.items()}
+    # one order whether the results come fresh or read back from a (key-sorted) stage.json
+    test_sets = {s: {k: v for k, v in sets[s].items() if k != "images"} for s in sorted(sets, key=test_set_order)}
     entry["test_sets"] = {s: v for s, v in test_sets.items() if set(v) - {"n", "n_objects", "ci95_missing"}}
     real = sets.get("real", {})
     for key in XOR_KEYS:

@@ -243,6 +243,8 @@ def _resolved_options(options: dict[str, Any], registry: Registry) -> dict[str, 
 
 
 # ---------------------------------------------------------------------------- running
+TRAINING_STAGES = ("segment", "translate", "shape_pose")  # stages whose components train (TensorBoard)
+
 @dataclass
 class RunSettings:
     cache: Path
@@ -354,6 +356,8 @@ def _execute_locked(node: Node, pipeline: Pipeline, settings: RunSettings, force
         node.result = json.loads((final / "stage.json").read_text())
         node.result["cached"] = True
         settings.log(f"[{node.label}] cached ({final})")
+        if settings.log_dir is not None and node.stage in TRAINING_STAGES:  # nothing trains, nothing is logged
+            settings.log(f"[{node.label}] cached: nothing logged to TensorBoard (--rerun {node.stage} to train and log it again)")
         return node.result
     if force:  # recompute from scratch: no partial units, no checkpoints
         shutil.rmtree(partial, ignore_errors=True)

@@ -113,7 +113,7 @@ def test_strict_mode_makes_a_malformed_registration_fatal(monkeypatch):
 
 
 def test_unknown_name_lists_available():
-    with pytest.raises(KeyError, match="available: alpha, edge, resnet-feature"):
+    with pytest.raises(KeyError, match="did you mean 'edge'\\? available: alpha, edge, resnet-feature"):
         discover().get("annotation_loss", "edgy")
 
 
