@@ -358,6 +358,11 @@ def _execute_locked(node: Node, pipeline: Pipeline, settings: RunSettings, force
         settings.log(f"[{node.label}] cached ({final})")
         if settings.log_dir is not None and node.stage in TRAINING_STAGES:  # nothing trains, nothing is logged
             settings.log(f"[{node.label}] cached: nothing logged to TensorBoard (--rerun {node.stage} to train and log it again)")
+        if _rank()[1] == 1:  # outside torchrun (where followers still read .work): we hold the lock, so
+            for leftover in (partial, work):  # these are what a killed --rerun/--force left: remove them
+                if leftover.exists():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                    settings.log(f"[{node.label}] removed {leftover.name}, left by an interrupted forced rerun")
         return node.result
     if force:  # recompute from scratch: no partial units, no checkpoints
         shutil.rmtree(partial, ignore_errors=True)

@@ -520,7 +520,10 @@ def test_a_failed_rerun_keeps_the_old_result(tiny_run):
     with pytest.raises(StageFailed, match="boom"):
         execute_node(node, pipeline, settings(base / "cache", []), force=True)
     assert (final / "stage.json").read_text() == before and not (final / "half.txt").exists()
+    assert (base / "cache" / "shape_pose" / f"{node.key}.partial" / "half.txt").is_file()  # what the failed force left
     assert execute_node(node, pipeline, settings(base / "cache", []))["cached"]
+    leftovers = [p.name for p in (base / "cache" / "shape_pose").iterdir() if p.name.startswith(node.key + ".") and p.is_dir()]
+    assert leftovers == [], leftovers  # the next plain run, holding the lock, removed them
 
 
 def test_cli_rerun_unknown_stage_is_a_usage_error(tmp_path):
