@@ -11,7 +11,7 @@ import pytest
 from aist_core import boundary
 from aist_core.boundary import ComponentError, Origin, checked
 from aist_core.hookspecs import hookimpl
-from aist_core.interfaces import EvalSet, Instance, Metric, Translator
+from aist_core.interfaces import AnnotationLoss, EvalSet, Instance, Metric, Translator
 from aist_core.recipe import ComponentSpec
 from aist_core.registry import discover
 from aist_core.runner import StageFailed
@@ -276,3 +276,29 @@ def test_checked_leaves_a_proxy_alone_and_unwrap_a_plain_object():
     assert checked(proxy, ORIGIN) is proxy
     plain = SimpleNamespace()
     assert boundary.unwrap(plain) is plain
+
+
+def test_a_loss_returning_the_wrong_shape_inside_the_cyclegan_is_named(tmp_path):
+    """The done-when case: a plugin loss that returns one value per pixel stops training with a
+    line naming the loss, not torch's "grad can be implicitly created only for scalar outputs"."""
+    pytest.importorskip("torch")
+    from aist_core.context import StageContext
+    from aist_core.testing.fixtures import make_views_dataset
+    from aist_plugins.style.cyclegan import CycleGAN
+
+    class PixelLoss(AnnotationLoss):
+        """One value per pixel: breaks the AnnotationLoss rule."""
+
+        @classmethod
+        def example(cls):
+            return cls()
+
+        def forward(self, source, translated, cache):
+            return (source - translated).abs()
+
+    a = make_views_dataset(tmp_path / "a", n_objects=2, views=2, size=32)
+    b = make_views_dataset(tmp_path / "b", n_objects=2, views=2, size=32, seed=1, domain="crops")
+    gan = CycleGAN(losses=[PixelLoss()], image_size=32, n_blocks=1, ngf=8, ndf=8, batch_size=2, max_steps=1)
+    with pytest.raises(ComponentError, match=r"^annotation_loss .*PixelLoss.*forward\(\) broke the AnnotationLoss rule: "
+                                             r"returned a tensor of shape \(2, 3, 32, 32\), expected a scalar"):
+        gan.fit(a, b, tmp_path / "w", StageContext.for_tests(tmp_path / "w"))
