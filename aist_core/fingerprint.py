@@ -41,14 +41,11 @@ SOURCE_ENV = "AIST_SOURCE_FINGERPRINT"
 
 
 def _walk(root: Path) -> Iterable[tuple[str, os.stat_result, Path]]:
-    """(relative name, stat, path) of every file below `root`, sorted; cycles of links skipped."""
-    seen: set[tuple[int, int]] = set()
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        st = os.stat(folder)
-        if (st.st_dev, st.st_ino) in seen:  # a symlink loop: do not descend twice
-            dirs[:] = []
-            continue
-        seen.add((st.st_dev, st.st_ino))
+    """(relative name, stat, path) of every file below `root`, sorted. Links to folders are not
+    followed, as the readers' `Path.rglob` does not follow them (a link to `/` must not make
+    the key walk the whole machine); an entry that cannot be read is left out, as the reader
+    will skip it."""
+    for folder, dirs, files in os.walk(root, followlinks=False, onerror=lambda _error: None):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
         for name in sorted(files):
             if name.startswith(".") or name.endswith(".pyc"):
@@ -56,7 +53,7 @@ def _walk(root: Path) -> Iterable[tuple[str, os.stat_result, Path]]:
             path = Path(folder) / name
             try:
                 yield path.relative_to(root).as_posix(), path.stat(), path
-            except FileNotFoundError:  # a dangling link or a file removed while walking
+            except OSError:  # a dangling link, a file removed while walking, no permission
                 continue
 
 

@@ -345,6 +345,19 @@ def execute_node(node: Node, pipeline: Pipeline, settings: RunSettings, force: b
         lock.release()
 
 
+def _finished_result(path: Path, key: str) -> dict[str, Any] | None:
+    """A cached stage.json when it is one: a JSON object naming this stage's `key`, with the
+    fields the report reads ("report", "figures" a list, "skipped" a list); None otherwise."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not (isinstance(result, dict) and result.get("key") == key and isinstance(result.get("report"), dict)
+            and isinstance(result.get("figures", []), list) and isinstance(result.get("skipped", []), list)):
+        return None
+    return result
+
+
 def _execute_locked(node: Node, pipeline: Pipeline, settings: RunSettings, force: bool) -> dict[str, Any]:
     base = settings.cache / node.stage
     final, partial, work = base / node.key, base / f"{node.key}.partial", base / f"{node.key}.work"
@@ -353,7 +366,12 @@ def _execute_locked(node: Node, pipeline: Pipeline, settings: RunSettings, force
         _commit(partial, final, base / f"{node.key}.old")  # finished, then killed before the rename
         settings.log(f"[{node.label}] completed an interrupted commit")
     if not force and (final / "stage.json").is_file():
-        node.result = json.loads((final / "stage.json").read_text())
+        finished = _finished_result(final / "stage.json", node.key)
+        if finished is None:  # emptied, truncated or not this stage's: recompute, replace it when done
+            settings.log(f"[{node.label}] {final / 'stage.json'} is not a finished result of this stage; recomputing")
+            force = True
+    if not force and (final / "stage.json").is_file():
+        node.result = finished
         node.result["cached"] = True
         settings.log(f"[{node.label}] cached ({final})")
         if settings.log_dir is not None and node.stage in TRAINING_STAGES:  # nothing trains, nothing is logged

@@ -125,5 +125,11 @@ def _segment_chunk(photos: ViewsDataset, chunk: list[dict], segmenter: Segmenter
 
 def run(node, out: Path, ctx: StageContext) -> dict[str, Any]:
     """The runner's entry: build the node's component(s), find the input folders, do the work."""
-    return segment_photos(photos_dir(node), component(node), out, ctx, batch_size=node.spec.options["batch_size"],
+    photos = photos_dir(node)
+    if not (photos / "dataset.json").is_file():  # the stage before wrote no photos: say which, not "missing"
+        source = node.inputs["photos"]
+        raise StageEmpty(f"no photos to segment: the {source.label} stage ({source.config['components'][0]['use']}) "
+                         f"wrote no photos/ folder; give it photos (e.g. procedural-cars n_photos > 0) or add a "
+                         f"[photos] stage")
+    return segment_photos(photos, component(node), out, ctx, batch_size=node.spec.options["batch_size"],
                           synthetic_dir=synthetic_dir(node.inputs["dataset"]), spec=node.spec.components[0])

@@ -566,3 +566,30 @@ def test_a_run_killed_while_holding_a_stage_lock_does_not_block_the_next(tmp_pat
     again = subprocess.run(args, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "[main/shape_pose] resuming" in again.stderr and "waiting" not in again.stderr
+
+
+@pytest.mark.parametrize("content", ["", "{}", '{"key": "someone-else", "report": {}}', "[1, 2]"])
+def test_a_damaged_cached_stage_json_is_recomputed_not_trusted(tiny_run, content):
+    base, recipe, _, _ = tiny_run
+    pipeline = Pipeline(load(recipe), get_registry())
+    node = pipeline.per_experiment["main"]["shape_pose"]
+    final = base / "cache" / "shape_pose" / node.key
+    good = json.loads((final / "stage.json").read_text())
+    (final / "stage.json").write_text(content)
+    run_pipeline(pipeline, settings(base / "cache", []))
+    result = node.result
+    assert result["cached"] is False and result["key"] == node.key
+    again = json.loads((final / "stage.json").read_text())
+    assert again["report"] == good["report"] and again["key"] == good["key"]
+
+
+def test_a_link_to_the_root_in_a_photo_folder_is_not_walked(tmp_path):
+    from aist_core.fingerprint import fingerprint_path
+
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"x")
+    (folder / "rootlink").symlink_to("/")  # the readers' rglob does not follow it; neither does the key
+    (folder / "loop").symlink_to(folder)
+    print_ = fingerprint_path(folder)
+    assert print_["kind"] == "folder" and print_["files"] == 1
