@@ -99,8 +99,10 @@ def quat_rotate(q: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def quat_from_campos(position: np.ndarray) -> np.ndarray:
-    """DPC's quaternion for a camera at `position` given in DPC's z-up frame (any length)."""
+    """DPC's quaternion for a camera at `position` given in DPC's z-up frame (any length, any
+    finite magnitude: the position is scaled by its largest component before normalising)."""
     c = np.asarray(position, dtype=np.float64)
+    c = c / np.max(np.abs(c))  # scale first: the norm of a huge finite position (1e200, 1e308) overflows
     c = c / np.linalg.norm(c)
     yaw = np.arccos(np.clip(c[0] / max(np.hypot(c[0], c[1]), 1e-12), -1.0, 1.0))
     if c[1] > 0:

@@ -77,6 +77,32 @@ def _plugin_rows() -> list[dict]:
     return list(rows.values())
 
 
+def _unavailable_device(pipeline) -> str | None:
+    """"<label>: device 'cuda:3' is not available here (...)" for the first component whose
+    `device` parameter names an accelerator this machine lacks, else None. Imports torch only
+    when a component asks for something other than the CPU."""
+    wanted = []
+    for exp, nodes in pipeline.per_experiment.items():
+        for node in nodes.values():
+            for component in node.config.get("components", []):
+                device = str(component.get("params", {}).get("device") or "cpu")
+                if device != "cpu":
+                    wanted.append((node.label, component.get("use"), device))
+    if not wanted:
+        return None
+    import torch
+
+    for label, use, device in wanted:
+        kind, _, index = device.partition(":")
+        if kind == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if count == 0 or (index and int(index) >= count):
+                return f"{label} ({use}): device {device!r} is not available here ({count} CUDA device(s))"
+        elif kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            return f"{label} ({use}): device {device!r} is not available here (no Apple MPS)"
+    return None
+
+
 def _complete_kinds(incomplete: str) -> list[str]:
     """Shell completion for a component kind (hyphens or underscores)."""
     from aist_core.interfaces import KINDS
@@ -111,6 +137,13 @@ def run(
     """Run a recipe; finished stages are reused, an interrupted run resumes."""
     from aist_core.executors import EXECUTORS, RAY_INSTALL_HINT, ray_available
 
+    # paths are fixed against the folder the command started in, before any plugin is imported
+    # (a plugin that changes the working directory must not move the run or the cache)
+    start = Path.cwd()
+    recipe = start / recipe
+    out = start / out if out is not None else None
+    cache = start / cache if cache is not None else start / os.environ.get("AIST_CACHE", "aist-runs/cache")
+
     if executor not in EXECUTORS:
         _err(f"aist run: unknown --executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
         raise typer.Exit(EXIT_USAGE)
@@ -128,13 +161,17 @@ def run(
     from aist_core.runner import RunSettings, StageFailed, run_pipeline, stages_to_rerun
 
     pipeline = _load_pipeline(recipe, set_, device)
+    missing_device = _unavailable_device(pipeline)
+    if missing_device:  # before any stage: a GPU that is not there fails now, not after hours of work
+        _err(f"aist run: {missing_device}")
+        raise typer.Exit(EXIT_USAGE)
     try:
         stages_to_rerun(pipeline, rerun, force)  # an unknown stage is a usage error, before any work
     except ValueError as exc:
         _err(f"aist run: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
-    run_dir = out or Path("aist-runs") / pipeline.recipe.name
-    cache_dir = cache or Path(os.environ.get("AIST_CACHE", "aist-runs/cache"))
+    run_dir = out or start / "aist-runs" / pipeline.recipe.name
+    cache_dir = cache
     run_dir.mkdir(parents=True, exist_ok=True)
     # under torchrun (RANK set) every process runs the recipe; rank 0 alone writes the run folder
     main_rank = int(os.environ.get("RANK", "0") or 0) == 0

@@ -108,6 +108,9 @@ def check_value(value: Any, hint: Any) -> str | None:
     """
     from pydantic import PydanticSchemaGenerationError, ValidationError
 
+    huge = _beyond_float32(value)
+    if huge is not None:  # the networks compute in float32: such a value is inf there
+        return f"must be within float32's range (|x| <= {FLOAT32_MAX:.2e}), got {huge!r}"
     try:
         adapter = _adapter(hint)
     except (PydanticSchemaGenerationError, TypeError):  # annotations pydantic has no schema for
@@ -120,6 +123,19 @@ def check_value(value: Any, hint: Any) -> str | None:
         message = re.sub(r"^Input should be", "must be", message)
         items = [str(part) for part in error["loc"] if isinstance(part, int)]
         return f"{'item ' + ']['.join(items) + ' ' if items else ''}{message}, got {error['input']!r}"
+    return None
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _beyond_float32(value: Any) -> float | None:
+    """The first float in `value` (a number or a list/tuple of them) whose magnitude float32
+    cannot hold, else None."""
+    if isinstance(value, float) and math.isfinite(value) and abs(value) > FLOAT32_MAX:
+        return value
+    if isinstance(value, (list, tuple)):
+        return next((v for v in (_beyond_float32(item) for item in value) if v is not None), None)
     return None
 
 

@@ -179,14 +179,16 @@ def check_cloud(points: Any, min_points: int = 1, repair: bool = True) -> tuple[
     """Validate a ground-truth cloud: (cloud float32 (M, 3), problem, repair note).
 
     Exactly one of cloud/problem is None. A cloud must be a numeric (M, 3) array with at least
-    `min_points` finite points. With `repair`, non-finite points (NaN, +-inf) are dropped when
+    `min_points` finite points, judged on the float32 values the dataset stores (a coordinate
+    beyond float32's range, e.g. 1e300, is inf there and counts as non-finite). With `repair`, non-finite points (NaN, +-inf) are dropped when
     the finite ones number at least `min_points` and at least half of the cloud (the note then
     says how many were dropped); otherwise (or without `repair`) the cloud is refused. Problems and notes read "bad ground-truth
     cloud (...)" and "repaired ground-truth cloud (...)".
     """
     try:
-        array = np.asarray(points, dtype=np.float64)
-    except (TypeError, ValueError):
+        with np.errstate(over="ignore", invalid="ignore"):  # 1e300 is finite in float64, inf in float32
+            array = np.asarray(points, dtype=np.float64).astype(np.float32)
+    except (TypeError, ValueError, OverflowError):
         return None, "bad ground-truth cloud (not a numeric array)", None
     if array.ndim != 2 or array.shape[1] != 3:
         return None, f"bad ground-truth cloud (shape {tuple(array.shape)}, expected (M, 3))", None
@@ -197,10 +199,10 @@ def check_cloud(points: Any, min_points: int = 1, repair: bool = True) -> tuple[
     if good == n:
         if n < min_points:
             return None, f"bad ground-truth cloud ({n} points, fewer than {min_points})", None
-        return array.astype(np.float32), None, None
+        return array, None, None
     if repair and good >= max(min_points, 1) and 2 * good >= n:
         note = f"repaired ground-truth cloud (dropped {n - good} of {n} points with NaN/inf)"
-        return array[finite].astype(np.float32), None, note
+        return array[finite], None, note
     need = f"; need {max(min_points, 1)} and half" if repair else ""
     return None, f"bad ground-truth cloud ({n - good} of {n} points NaN/inf, {good} finite{need})", None
 

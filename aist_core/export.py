@@ -62,7 +62,10 @@ Errors: `ExportError` (one line naming the folder or file) for a folder that is 
 dataset, an unknown format, an output folder that is not empty, a `synth_id` that is not a plain
 name, or an export with nothing to write. A bad record (unreadable image, empty mask, missing
 mask file, an image or mask path that leaves the dataset folder, an object id that is not a plain
-name) is skipped and listed with its reason in the summary's and the provenance's `skipped`.
+name, a record without a string `id`, an `image` or a train/val/test `split`, a record whose id an
+earlier record has, an image or mask that is a symbolic link to a file outside the dataset folder)
+is skipped and listed with its reason in the summary's and the provenance's `skipped`. Sources
+are resolved before they are copied or hard-linked: OUT never holds a symbolic link.
 
 Nothing is written outside OUT: the export is written into a temporary sibling folder
 (`.<OUT name>.export-*` next to OUT) that is renamed to OUT once complete, so a failed or
@@ -86,7 +89,7 @@ import numpy as np
 import aist_core
 from aist_core import camera
 from aist_core.coco import rle_area, rle_encode
-from aist_core.dataset import DatasetError, ViewsDataset, image_info, read_image
+from aist_core.dataset import SPLITS, DatasetError, ViewsDataset, image_info, read_image
 
 FORMATS = ("coco", "dpc")
 CARS = "02958343"
@@ -297,6 +300,60 @@ def path_problem(rel: Any) -> str | None:
     return None
 
 
+def record_problem(rec: Any) -> str | None:
+    """Why a record cannot be exported, else None: the required fields `id` (a non-empty
+    string), `image` (a relative path inside the dataset: `path_problem`) and `split` (train,
+    val or test) must be there: "bad record (no 'split')", "bad record (split 'x' is not train,
+    val or test)"."""
+    if not isinstance(rec, dict):
+        return f"bad record (a {type(rec).__name__}, expected an object)"
+    for field in ("id", "image", "split"):
+        if field not in rec:
+            return f"bad record (no {field!r})"
+    if not isinstance(rec["id"], str) or not rec["id"]:
+        return f"bad record (id {rec['id']!r} is not a non-empty string)"
+    if (problem := path_problem(rec["image"])) is not None:
+        return problem
+    if rec["split"] not in SPLITS:
+        return f"bad record (split {rec['split']!r} is not {', '.join(SPLITS[:-1])} or {SPLITS[-1]})"
+    return None
+
+
+def escape_problem(data: ViewsDataset, rel: str) -> str | None:
+    """"leaves the dataset folder (resolves to ...)" when the file `rel` names resolves, symbolic
+    links followed, outside the dataset folder (a link to a file elsewhere), else None: such a
+    file is never read, copied or linked into OUT."""
+    try:
+        target = data.path(rel).resolve()
+        target.relative_to(data.root.resolve())
+    except ValueError:
+        return f"leaves the dataset folder (resolves to {target})"
+    except (OSError, RuntimeError) as exc:  # a symbolic-link loop
+        return f"leaves the dataset folder (cannot be resolved: {type(exc).__name__})"
+    return None
+
+
+def _usable_records(data: ViewsDataset, skipped: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The records of `data` that can be exported, in file order; the others are added to
+    `skipped` with their reason: a missing or bad required field (`record_problem`), an image
+    that resolves outside the dataset folder (`escape_problem`), or an id an earlier record
+    already has ("duplicate record id (...)": the first one is exported)."""
+    usable, seen = [], set()
+    for index, rec in enumerate(data.records(), 1):
+        where = f"{data.root}#id={rec['id']}" if isinstance(rec, dict) and isinstance(rec.get("id"), str) and rec["id"] \
+            else f"{data.root}#record={index}"
+        if (problem := record_problem(rec)) is not None:
+            skipped.append({"path": where, "reason": problem})
+        elif (problem := escape_problem(data, rec["image"])) is not None:
+            skipped.append({"path": str(data.path(rec["image"])), "reason": f"image {problem}"})
+        elif rec["id"] in seen:
+            skipped.append({"path": where, "reason": "duplicate record id (an earlier record has it; that one is exported)"})
+        else:
+            seen.add(rec["id"])
+            usable.append(rec)
+    return usable
+
+
 def _id_as_name(record_id: str) -> str:
     """A record id as a model folder name (records without `object`): a plain name."""
     name = re.sub(r"\.\.+", "_", re.sub(r"[^A-Za-z0-9_.-]", "_", record_id))
@@ -316,6 +373,7 @@ def _inside(root: Path, rel: str) -> Path:
 def _place(source: Path, target: Path, link: bool = False) -> None:
     """Copy `source` to `target`; with `link`, hard-link it where the file system allows."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    source = Path(source).resolve()  # a symbolic link's file, never the link itself (os.link does not follow links)
     if link:
         try:
             os.link(source, target)
@@ -373,7 +431,7 @@ def _object_masks(data: ViewsDataset, rec: dict[str, Any]) -> tuple[tuple[int, i
             if not inst.get("mask"):
                 skipped.append({"path": f"{path}#instance={i}", "reason": "instance without mask file"})
                 continue
-            if (problem := path_problem(inst["mask"])) is not None:
+            if (problem := path_problem(inst["mask"]) or escape_problem(data, inst["mask"])) is not None:
                 skipped.append({"path": f"{path}#instance={i}", "reason": f"instance mask: {problem}"})
                 continue
             try:
@@ -412,10 +470,7 @@ def export_coco(data: ViewsDataset, out: Path, prov: dict[str, Any], link: bool 
     skipped: list[dict[str, str]] = []
     names: dict[str, int] = {DEFAULT_CATEGORY: 1}
     image_id = ann_id = 0
-    for rec in data.records():
-        if (problem := path_problem(rec.get("image"))) is not None:
-            skipped.append({"path": f"{data.root}#id={rec.get('id')}", "reason": problem})
-            continue
+    for rec in _usable_records(data, skipped):
         try:
             (height, width), masks, bad = _object_masks(data, rec)
         except DatasetError as exc:
@@ -475,10 +530,7 @@ def export_dpc(data: ViewsDataset, out: Path, prov: dict[str, Any], synth_id: st
     out = Path(out)
     skipped: list[dict[str, str]] = []
     groups: dict[str, list[dict[str, Any]]] = {}
-    for rec in data.records():
-        if (problem := path_problem(rec.get("image"))) is not None:
-            skipped.append({"path": f"{data.root}#id={rec.get('id')}", "reason": problem})
-            continue
+    for rec in _usable_records(data, skipped):
         model = rec.get("object") or _id_as_name(str(rec["id"]))
         if not isinstance(model, str) or not PLAIN_NAME.fullmatch(model):
             skipped.append({"path": str(data.path(rec["image"])),

@@ -479,6 +479,10 @@ def validate(recipe: Recipe, registry: Registry) -> dict[str, dict[str, Any]]:
         if "translate" in stages and "normalize" not in stages:
             problems.append(f"{recipe.path}: translate: needs real crops: add [segment], [[filter]] and [normalize]")
         out[exp_name] = stages
+    baseline = (data.get("evaluate") or {}).get("baseline") if isinstance(data.get("evaluate"), dict) else None
+    if baseline is not None and baseline not in out:  # else the report would silently compare with another
+        problems.append(f"{recipe.where('evaluate.baseline')}: evaluate.baseline: {baseline!r} is not an experiment "
+                        f"of this recipe; experiments: {', '.join(out)}")
     problems = list(dict.fromkeys(problems))
     if problems:
         raise RecipeError(problems)

@@ -139,11 +139,15 @@ class Registrar:
     distribution: str
     version: str
     added: int = 0  # registrations accepted: a hook that adds nothing is reported
+    duplicated: int = 0  # registrations of a name already taken: warned about once, not "added nothing"
 
     def add(self, kind: str, name: str, target: str) -> None:
         """Register `name` under `kind` ("annotation_loss", ...) with a lazy "module:Class" target."""
+        before = len(self.registry.duplicates)
         if self.registry._add(Entry(kind, name, target, self.distribution, self.version)):
             self.added += 1
+        elif len(self.registry.duplicates) > before:
+            self.duplicated += 1
 
 
 def _registration_problem(entry: Entry) -> str | None:
@@ -225,7 +229,8 @@ def _register(pm: pluggy.PluginManager, registry: Registry, dist: str, version: 
     for impl in impls:
         registrar = registry.registrar(dist, version)
         impl.function(registry=registrar)
-        if not registrar.added and not any(f["distribution"] == dist for f in registry.failures):
+        # a hook whose names were all taken already got its duplicate warning: "added no components" would mislead
+        if not registrar.added and not registrar.duplicated and not any(f["distribution"] == dist for f in registry.failures):
             _record_failure(registry, dist, f"{where}: aist_register ran but added no components")
 
 

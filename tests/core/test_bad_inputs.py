@@ -475,8 +475,6 @@ def test_a_normalize_size_too_small_to_hold_a_shape_is_refused_at_check(tmp_path
 
     recipe = (Path(__file__).resolve().parents[2] / "recipes" / "smoke.toml").read_text()
     registry = discover()
-    lines = recipe.splitlines()
-    lineno = next(i for i, line in enumerate(lines, 1) if i > lines.index("[normalize]") and line.startswith("size ="))
     for size, problem in ((5, "normalize.size: must be greater than or equal to 16, got 5"), (16, None)):
         path = tmp_path / f"size{size}.toml"
         path.write_text(recipe)
@@ -485,7 +483,7 @@ def test_a_normalize_size_too_small_to_hold_a_shape_is_refused_at_check(tmp_path
             problems = []
         except RecipeError as exc:
             problems = exc.problems
-        assert problems == ([f"{path}:{lineno}: {problem}"] if problem else []), problems
+        assert problems == ([f"--set normalize.size={size}: {problem}"] if problem else []), problems  # the --set is named
 
 
 def test_a_garbage_devkit_annotations_file_is_one_line_naming_it(tmp_path):
@@ -506,3 +504,120 @@ def test_a_file_skipped_again_for_the_same_reason_counts_once():
         log.record("/data/test/a.png", "unreadable: truncated")
     log.record("/data/test/a.png", "size: (64, 64) differs from (32, 32)")
     assert log.counts() == {"size": 1, "unreadable": 1} and len(log.entries) == 2
+
+
+def test_a_dataset_stage_that_wrote_no_photos_stops_segment_naming_it(tmp_path):
+    from types import SimpleNamespace
+
+    from aist_core.dataset import StageEmpty
+    from aist_core.stages import segment
+
+    dataset = SimpleNamespace(dir=tmp_path / "dataset", label="baseline/dataset",
+                              config={"components": [{"use": "procedural-cars", "params": {"n_photos": 0}}]})
+    (dataset.dir / "synthetic").mkdir(parents=True)
+    node = SimpleNamespace(inputs={"photos": dataset, "dataset": dataset}, spec=None)
+    with pytest.raises(StageEmpty, match=r"^no photos to segment: the baseline/dataset stage \(procedural-cars\) "
+                                         r"wrote no photos/ folder"):
+        segment.run(node, tmp_path / "out", StageContext.for_tests(tmp_path / "work"))
+
+
+# ============================================================================ red-team cases
+def test_a_fifo_among_the_photos_is_skipped_unopened(tmp_path):
+    # opening pics/fifo.jpg (a named pipe) blocked the photos stage for ever
+    import os
+
+    root = tmp_path / "folder"
+    _photo(root / "good.jpg")
+    os.mkfifo(root / "fifo.jpg")
+    (root / "link.jpg").symlink_to(root / "fifo.jpg")  # symbolic links are followed
+    ctx = _ctx(tmp_path)
+    summary = ImageFolder(root=str(root)).build(tmp_path / "out", ctx)
+    assert _reasons(ctx, root) == {"fifo.jpg": "not a regular file: a FIFO", "link.jpg": "not a regular file: a FIFO"}
+    assert summary["skipped"] == {"not a regular file": 2} and summary["photos"]["images"] == 1
+
+
+def test_strip_shaped_photos_are_skipped_with_their_size(tmp_path):
+    # 2x40000 and 20000x3 photos passed min_side (sqrt(area) >= 128) and crashed grabcut's resize
+    root = tmp_path / "folder"
+    _photo(root / "good.jpg")
+    write_image(root / "wide.png", np.full((2, 40000, 3), 90, np.uint8))
+    write_image(root / "tall.png", np.full((20000, 3, 3), 90, np.uint8))
+    _photo(root / "panorama.jpg", 100, 1100)
+    ctx = _ctx(tmp_path)
+    summary = ImageFolder(root=str(root)).build(tmp_path / "out", ctx)
+    assert _reasons(ctx, root) == {
+        "wide.png": "photo too narrow (40000x2, short side 2 < 16 pixels)",
+        "tall.png": "photo too narrow (3x20000, short side 3 < 16 pixels)",
+        "panorama.jpg": "extreme aspect ratio (1100x100, 11.0:1 over max_aspect 10)",
+    }
+    assert summary["skipped"] == {"photo too narrow": 2, "extreme aspect ratio": 1}
+    ctx = _ctx(tmp_path / "again")
+    ImageFolder(root=str(root), max_aspect=12).build(tmp_path / "out2", ctx)  # a reader parameter
+    assert sorted(_reasons(ctx, root)) == ["tall.png", "wide.png"]
+
+
+def test_a_cloud_finite_in_float64_but_not_in_float32_is_repaired_or_refused(dpc, tmp_path):
+    # points of 1e300 passed the float64 check, became inf in the float32 cloud and failed evaluate
+    import warnings
+
+    from scipy.io import loadmat, savemat
+
+    root, models = dpc
+    gt = root / "gt" / "downsampled" / "02958343"
+    points = loadmat(gt / f"{models[0].name}.mat")["points"]
+    few = points.copy()
+    few[:4] = 1e300
+    savemat(gt / f"{models[0].name}.mat", {"points": few})
+    savemat(gt / f"{models[1].name}.mat", {"points": np.full_like(points, 1e300)})
+    n = len(points)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "overflow encountered in cast"
+        summary, ctx, data = _build_dpc(root, tmp_path)
+    assert _reasons(ctx, root) == {
+        f"gt/downsampled/02958343/{models[0].name}.mat": f"repaired ground-truth cloud (dropped 4 of {n} points with NaN/inf)",
+        f"gt/downsampled/02958343/{models[1].name}.mat": f"bad ground-truth cloud ({n} of {n} points NaN/inf, 0 finite; need 100 and half)",
+    }
+    cloud = data.cloud(models[0].name)
+    assert cloud.dtype == np.float32 and cloud.shape == (n - 4, 3) and np.isfinite(cloud).all()
+    assert [data.has_cloud(m.name) for m in models] == [True, False, True, True]
+
+
+def test_a_huge_finite_camera_position_gives_the_right_pose(dpc, tmp_path):
+    # pos [1e308]*3 overflowed in the norm and gave a silently wrong quaternion
+    import warnings
+
+    from scipy.io import savemat
+
+    from aist_core import camera
+
+    root, models = dpc
+    savemat(models[0] / "camera_0.mat", {"pos": np.full(3, 1e308), "extrinsic": np.eye(4)})
+    savemat(models[1] / "camera_0.mat", {"pos": np.full(3, 1e200), "extrinsic": np.eye(4)})
+    savemat(models[2] / "camera_0.mat", {"pos": np.array([np.inf, 1.0, 1.0]), "extrinsic": np.eye(4)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        summary, ctx, data = _build_dpc(root, tmp_path)
+    assert _reasons(ctx, root) == {
+        f"renders/02958343/{models[2].name}/camera_0.mat": "bad camera position (non-finite [inf, 1.0, 1.0])"}
+    poses = {r["id"]: r["quaternion"] for r in data.records()}
+    expected = camera.quat_from_campos([1.0, 1.0, 1.0])
+    assert np.allclose(poses[f"{models[0].name}/0"], expected) and np.allclose(poses[f"{models[1].name}/0"], expected)
+
+
+def test_fifos_in_the_dpc_layout_are_skipped_unopened(dpc, tmp_path):
+    # a named pipe in place of a render, camera or cloud file blocked the reader for ever
+    import os
+
+    root, models = dpc
+    gt = root / "gt" / "downsampled" / "02958343" / f"{models[2].name}.mat"
+    for path in (models[0] / "render_0.png", models[1] / "camera_1.mat", gt):
+        path.unlink()
+        os.mkfifo(path)
+    summary, ctx, data = _build_dpc(root, tmp_path)
+    prefix = "renders/02958343/"
+    assert _reasons(ctx, root) == {
+        f"{prefix}{models[0].name}/render_0.png": "not a regular file: a FIFO",
+        f"{prefix}{models[1].name}/camera_1.mat": "missing or unreadable camera file (OSError: not a regular file: a FIFO)",
+        f"gt/downsampled/02958343/{models[2].name}.mat": "ground-truth cloud unreadable (OSError: not a regular file: a FIFO)",
+    }
+    assert summary["synthetic"]["images"] == 8 - 2 and not data.has_cloud(models[2].name)

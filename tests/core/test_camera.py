@@ -77,3 +77,16 @@ def test_splat_mask_of_a_sphere_is_a_centred_disc():
     # Silhouette radius of a sphere radius r at distance d: f * r / sqrt(d^2 - r^2) image units.
     radius_px = camera.FOCAL_LENGTH * 0.25 / np.sqrt(4 - 0.0625) * 64
     assert abs(np.sqrt(mask.sum() / np.pi) - radius_px) < 1.0
+
+
+@pytest.mark.parametrize("scale", [1e308, 1e200, 1e-200, 1.0])
+def test_campos_of_any_finite_magnitude_gives_the_direction_pose(scale):
+    # the norm of [1e308]*3 overflowed to inf: the pose came out wrong, without an error
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        q = camera.quat_from_campos(np.full(3, scale))
+        q2 = camera.quat_from_campos(np.array([-scale, 0.5 * scale, scale]))
+    assert np.allclose(q, camera.quat_from_campos([1.0, 1.0, 1.0]), atol=1e-12)
+    assert np.allclose(q2, camera.quat_from_campos([-2.0, 1.0, 2.0]), atol=1e-12)

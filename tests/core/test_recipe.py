@@ -361,3 +361,35 @@ def test_problems_name_the_set_or_the_experiment_the_value_came_from(tmp_path):
         f"{recipe}:9 (experiments.b): shape_pose.learning_rate: must be greater than 0, got -1.0",
         "--set experiments.a.shape_pose.sigma_end=-1: shape_pose.sigma_end: must be greater than 0, got -1.0",
     ]), out.stderr
+
+
+def test_evaluate_baseline_must_name_an_experiment(tmp_path):
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "smoke.toml"
+    out = subprocess.run([sys.executable, "-m", "aist_core.cli", "check", str(recipe), "--set", "evaluate.baseline=nonexistent"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("--set evaluate.baseline=nonexistent: evaluate.baseline: 'nonexistent' is not an "
+                                  "experiment of this recipe; experiments: baseline, exp2")
+
+
+def test_values_float32_cannot_hold_are_refused_before_any_work(tmp_path):
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "smoke.toml"
+    out = subprocess.run([sys.executable, "-m", "aist_core.cli", "check", str(recipe), "--set", "translate.lr=1e300",
+                          "--set", "translate.ngf=1000000"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert sorted(out.stderr.strip().splitlines()) == [
+        "--set translate.lr=1e300: translate.lr: must be within float32's range (|x| <= 3.40e+38), got 1e+300",
+        "--set translate.ngf=1000000: translate.ngf: must be less than or equal to 1024, got 1000000"]
+
+
+def test_a_device_this_machine_lacks_is_refused_before_any_work(tmp_path):
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "smoke.toml"
+    out = subprocess.run([sys.executable, "-m", "aist_core.cli", "run", str(recipe), "--device", "cuda:1",
+                          "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and not (tmp_path / "c").exists()
+    assert out.stderr.strip() == "aist run: baseline/shape_pose (dpc): device 'cuda:1' is not available here (0 CUDA device(s))"

@@ -288,3 +288,18 @@ def test_a_real_ctrl_c_during_plugin_import_still_stops_the_command(tmp_path):
     out = aist(installed_plugin(tmp_path, source), "plugins", "--json")
     assert out.returncode in (1, 130) and out.stdout == ""  # typer: 130; aist's own handler: 1 with "interrupted"
     assert not warnings_about(out.stderr) and "Traceback" not in out.stderr, out.stderr
+
+
+class DuplicateOnly:
+    @hookimpl
+    def aist_register(self, registry):
+        registry.add("segmenter", "grabcut", "somewhere_else:GrabCut")
+
+
+def test_a_plugin_whose_only_name_is_taken_gets_one_warning_line(capsys):
+    # it also got "aist_register ran but added no components", which was not what happened
+    registry = discover(extra_plugins=[("dup-only-dist", DuplicateOnly())])
+    assert registry.failures == [] and [d["ignored"] for d in registry.duplicates] == ["dup-only-dist"]
+    lines = [line for line in capsys.readouterr().err.splitlines() if "dup-only-dist" in line]
+    assert lines == [f"aist: segmenter 'grabcut' is registered by both {registry.get('segmenter', 'grabcut').distribution} "
+                     "and dup-only-dist; using " + registry.get("segmenter", "grabcut").distribution]

@@ -262,3 +262,78 @@ def test_reasons_keep_their_values_out_of_the_reason_name(tmp_path):
     }
     assert summary["skipped"] == {"bad bbox": 2, "unknown category id": 1, "unknown image id": 2}
     assert ctx.skipped.counts() == summary["skipped"] and summary["instances"] == 1
+
+
+def _build(root, tmp_path):
+    ctx = StageContext.for_tests(tmp_path / "work")
+    summary = CocoPhotos(annotations=root / "annotations.json", images=root / "images").build(tmp_path / "data", ctx)
+    return summary, ctx, {e["path"]: e["reason"] for e in ctx.skipped.entries}
+
+
+def test_ids_that_are_not_integers_are_skipped_not_a_crash(tmp_path):
+    # "image_id": [1] (unhashable) stopped the build with a TypeError traceback
+    from aist_plugins.readers.coco_photos import write_coco_photos_fixture
+
+    root = write_coco_photos_fixture(tmp_path / "coco", n_images=1)
+    coco = json.loads((root / "annotations.json").read_text())
+    good = coco["annotations"][0]
+    coco["annotations"] += [{**good, "id": 21, "image_id": [1]}, {**good, "id": 22, "category_id": {"id": 3}},
+                            {**good, "id": [23]}, {**good, "id": 24, "image_id": True}]
+    (root / "annotations.json").write_text(json.dumps(coco))
+    summary, ctx, reasons = _build(root, tmp_path)
+    file = root / "annotations.json"
+    assert reasons == {
+        f"{file}#annotation=21": "bad annotation entry (image_id must be an integer, got [1])",
+        f"{file}#annotation=22": "bad annotation entry (category_id must be an integer, got {'id': 3})",
+        f"{file}#annotation=[23]": "bad annotation entry (id must be an integer, got [23])",
+        f"{file}#annotation=24": "bad annotation entry (image_id must be an integer, got True)",
+    }
+    assert summary["skipped"] == {"bad annotation entry": 4} and summary["instances"] == 1
+
+
+def test_polygons_with_huge_or_non_finite_coordinates_are_skipped(tmp_path):
+    # [[1e308, 1e308, -1e308, 0, 5, 5]] crashed pycocotools in a worker (BrokenProcessPool)
+    from aist_plugins.readers.coco_photos import write_coco_photos_fixture
+
+    root = write_coco_photos_fixture(tmp_path / "coco", n_images=1)  # photos are 128 x 96
+    coco = json.loads((root / "annotations.json").read_text())
+    good = {k: v for k, v in coco["annotations"][0].items() if k != "bbox"}
+    coco["annotations"] += [
+        {**good, "id": 31, "segmentation": [[1e308, 1e308, -1e308, 0, 5, 5]]},
+        {**good, "id": 32, "segmentation": [[10, 10, 60, 10, 60, 1000]]},
+        {**good, "id": 33, "segmentation": [[10, 10, 60, 10, 10 ** 400, 50]]},
+        {**good, "id": 34, "segmentation": [[-20, -10, 200, 10, 60, 150]]},  # within one image size: kept
+    ]
+    text = json.dumps(coco).replace("1e+308", "1e308")
+    (root / "annotations.json").write_text(text)
+    summary, ctx, reasons = _build(root, tmp_path)
+    file = root / "annotations.json"
+    assert reasons == {
+        f"{file}#annotation=31": "bad polygon: coordinate outside the image's neighbourhood (x in [-1e+308, 1e+308], "
+                                 "y in [0, 1e+308]; allowed x in [-128, 256], y in [-96, 192])",
+        f"{file}#annotation=32": "bad polygon: coordinate outside the image's neighbourhood (x in [10, 60], "
+                                 "y in [10, 1000]; allowed x in [-128, 256], y in [-96, 192])",
+        f"{file}#annotation=33": "bad polygon: coordinate not finite",
+    }
+    assert summary["skipped"] == {"bad polygon": 3} and summary["instances"] == 2
+
+
+@pytest.mark.parametrize("file_name", ["../../../etc/passwd", "/etc/hostname", "link.png"])
+def test_file_names_that_leave_the_images_folder_are_refused(tmp_path, file_name):
+    # coco-photos opened (and copied into the dataset) ../../../etc/passwd and /etc/hostname
+    from aist_plugins.readers.coco_photos import write_coco_photos_fixture
+
+    root = write_coco_photos_fixture(tmp_path / "coco", n_images=2)
+    outside = tmp_path / "outside.png"
+    outside.write_bytes((root / "images" / "photo_1.png").read_bytes())
+    (root / "images" / "link.png").symlink_to(outside)
+    coco = json.loads((root / "annotations.json").read_text())
+    coco["images"][1]["file_name"] = file_name
+    (root / "annotations.json").write_text(json.dumps(coco))
+    summary, ctx, reasons = _build(root, tmp_path)
+    file = root / "annotations.json"
+    detail = (f"{file_name!r} resolves to {outside}" if file_name == "link.png"
+              else f"{file_name!r}: absolute, empty or with '..'")
+    assert reasons == {f"{file}#image=2": f"file name leaves the images folder ({detail})"}
+    assert summary["skipped"] == {"file name leaves the images folder": 1} and summary["photos"]["images"] == 1
+    assert sorted(p.name for p in (tmp_path / "data" / "photos" / "images").rglob("*")) == ["photo_0.png"]

@@ -370,3 +370,51 @@ def test_out_that_is_a_symbolic_link_is_refused(tmp_path):
     assert result.exit_code == 2 and result.output.splitlines() == [
         f"aist export: {tmp_path / 'out'}: is a symbolic link; export into a new or empty folder"], result.output
     assert list((tmp_path / "elsewhere").iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "out", "views"]
+
+
+# ---------------------------------------------------------------------------- red-team cases
+@pytest.mark.parametrize("fmt", ["coco", "dpc"])
+def test_records_missing_a_required_field_or_repeating_an_id_are_skipped(tmp_path, fmt):
+    # a record without id or split stopped the export with a KeyError traceback; a repeated id
+    # gave the same image twice (19 COCO images from 18 views)
+    root = make_views_dataset(tmp_path / "views", n_objects=2, views=2, size=16, points=200)
+    records = [json.loads(line) for line in (root / "views.jsonl").read_text().splitlines()]
+    del records[0]["id"]
+    del records[1]["split"]
+    records[2]["split"] = "../x"
+    records.append(dict(records[3]))  # the same id as the last record
+    (root / "views.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = export_dataset(root, tmp_path / "out", fmt)
+    assert summary["skipped"] == [
+        {"path": f"{root}#record=1", "reason": "bad record (no 'id')"},
+        {"path": f"{root}#id={records[1]['id']}", "reason": "bad record (no 'split')"},
+        {"path": f"{root}#id={records[2]['id']}", "reason": "bad record (split '../x' is not train, val or test)"},
+        {"path": f"{root}#id={records[3]['id']}", "reason": "duplicate record id (an earlier record has it; that one is exported)"},
+    ]
+    assert summary["images"] == 1
+    if fmt == "coco":
+        (name,) = summary["files"]
+        images = json.loads((tmp_path / "out" / name).read_text())["images"]
+        assert [i["aist_id"] for i in images] == [records[3]["id"]]
+
+
+@pytest.mark.parametrize("fmt, link", [("coco", False), ("coco", True), ("dpc", False), ("dpc", True)])
+def test_an_image_linked_to_a_file_outside_the_dataset_is_refused(tmp_path, fmt, link):
+    # a symbolic link images/x.png -> /outside/secret.png was copied into OUT (or, with --link,
+    # placed there as a symbolic link)
+    root = make_views_dataset(tmp_path / "views", n_objects=1, views=2, size=16, points=200)
+    outside = tmp_path / "secret.png"
+    (root / "images" / "obj000_0.png").rename(outside)
+    (root / "images" / "obj000_0.png").symlink_to(outside)
+    inside = root / "images" / "obj000_1.png"
+    (root / "images" / "alias.png").symlink_to(inside)  # a link within the dataset is fine
+    _tamper(root, 1, image="images/alias.png")
+    summary = export_dataset(root, tmp_path / "out", fmt, link=link)
+    assert summary["skipped"] == [{"path": str(root / "images" / "obj000_0.png"),
+                                   "reason": f"image leaves the dataset folder (resolves to {outside})"}]
+    assert summary["images"] == 1
+    placed = [p for p in (tmp_path / "out").rglob("*.png")]
+    assert len(placed) == 1 and not any(p.is_symlink() for p in (tmp_path / "out").rglob("*"))
+    assert placed[0].read_bytes() == inside.read_bytes()
+    if link:
+        assert placed[0].stat().st_ino == inside.stat().st_ino

@@ -30,9 +30,13 @@ annotated silhouettes (normalize reports mask IoU 1.0 against this ground truth)
 Skipped, each with its path (`<annotations>#annotation=<id>` for an annotation) and a reason that
 names the problem first: the photo's own problems (unreadable, grayscale, 16-bit: readers.checks),
 "photo size differs from the annotations file", "unknown image id", "unknown category id",
-"crowd annotation", "no segmentation", "bad RLE", "bad polygon", "mask size differs from the
-photo", "bad bbox", "box outside the image", "empty mask". A whole-file problem (missing or
-invalid JSON, no images list, none of `categories` defined) raises one line naming the file.
+"crowd annotation", "no segmentation", "bad RLE", "bad polygon" (also coordinates that are
+not finite or lie more than one image size outside the photo), "mask size differs from the
+photo", "bad bbox", "box outside the image", "empty mask", "bad annotation entry" (not an
+object, or an id/image_id/category_id that is not an integer), "file name leaves the images
+folder" (an absolute `file_name`, one with "..", or one resolving outside `images`). A
+whole-file problem (missing or invalid JSON, no images list, none of `categories` defined)
+raises one line naming the file.
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ class CocoPhotos(DatasetSource):
         if problems:
             raise FileNotFoundError(problems[0].split(": ", 1)[1])
         coco = _load(self.annotations)
-        names = {c.get("id"): str(c.get("name")) for c in coco.get("categories") or [] if isinstance(c, dict)}
+        names = {c.get("id"): str(c.get("name")) for c in coco.get("categories") or [] if isinstance(c, dict) and _is_int(c.get("id"))}
         wanted = {cid for cid, name in names.items() if name in self.categories}
         if not wanted:
             raise ValueError(f"{self.annotations}: no category named {' or '.join(self.categories)} "
@@ -101,7 +105,7 @@ class CocoPhotos(DatasetSource):
         top_skipped: list[dict[str, str]] = []
         entries: dict[int, dict] = {}
         for image in coco["images"]:
-            if not isinstance(image, dict) or not isinstance(image.get("id"), int) or not isinstance(image.get("file_name"), str):
+            if not isinstance(image, dict) or not _is_int(image.get("id")) or not isinstance(image.get("file_name"), str):
                 top_skipped.append({"path": f"{self.annotations}#image={image.get('id') if isinstance(image, dict) else image}",
                                     "reason": "bad image entry (needs an integer id and a file_name)"})
                 continue
@@ -109,8 +113,11 @@ class CocoPhotos(DatasetSource):
         by_image: dict[int, list[dict]] = {i: [] for i in entries}
         for ann in coco.get("annotations") or []:
             where = f"{self.annotations}#annotation={ann.get('id') if isinstance(ann, dict) else ann}"
+            wrong = [k for k in ("id", "image_id", "category_id") if isinstance(ann, dict) and not _is_int(ann.get(k))]
             if not isinstance(ann, dict):
                 top_skipped.append({"path": where, "reason": "bad annotation entry (not an object)"})
+            elif wrong:  # a list or float id is unhashable or never matches: say so instead of crashing
+                top_skipped.append({"path": where, "reason": f"bad annotation entry ({wrong[0]} must be an integer, got {ann.get(wrong[0])!r})"})
             elif ann.get("image_id") not in entries:
                 top_skipped.append({"path": where, "reason": f"unknown image id: {ann.get('image_id')!r}"})
             elif ann.get("category_id") not in names:
@@ -126,6 +133,9 @@ class CocoPhotos(DatasetSource):
                 record_id = f"{record_id}_{image_id}"
             seen.add(record_id)
             unit = f"coco{image_id:012d}"
+            if (problem := _file_name_problem(self.images, image["file_name"])) is not None:
+                top_skipped.append({"path": f"{self.annotations}#image={image_id}", "reason": problem})
+                continue
             if writer.unit_done(unit):
                 continue
             jobs.append((str(self.images / image["file_name"]), unit, record_id, image, by_image[image_id],
@@ -139,6 +149,26 @@ class CocoPhotos(DatasetSource):
             ctx.skipped.record(item["path"], item["reason"])
         instances = sum(len(r.get("instances") or []) for r in _records(out))
         return {"photos": manifest["counts"], "instances": instances, "skipped": reason_counts(manifest["skipped"])}
+
+
+def _is_int(value: Any) -> bool:
+    """Whether a COCO id is an integer (not a bool, float, string or list: `[1]` is unhashable)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _file_name_problem(images: Path, file_name: str) -> str | None:
+    """Why an image's `file_name` cannot be read (None when it can): it must name a file inside
+    the `images` folder ("file name leaves the images folder (...)"): not absolute, no "..", and
+    not resolving (symbolic links followed) outside it; otherwise `../../../etc/passwd` or
+    `/etc/hostname` would be opened and copied into the dataset."""
+    name = Path(file_name)
+    if not file_name or "\0" in file_name or name.is_absolute() or ".." in name.parts:
+        return f"file name leaves the images folder ({file_name!r}: absolute, empty or with '..')"
+    try:
+        (images / name).resolve().relative_to(images.resolve())
+    except (ValueError, OSError, RuntimeError):
+        return f"file name leaves the images folder ({file_name!r} resolves to {(images / name).resolve()})"
+    return None
 
 
 def _records(root: Path) -> list[dict]:
@@ -265,6 +295,19 @@ def _polygons(seg: list, height: int, width: int) -> tuple[np.ndarray | None, st
     """Rasterise COCO polygons with pycocotools (as COCO's own tools do)."""
     if not all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(isinstance(v, (int, float)) for v in p) for p in seg):
         return None, "bad polygon (each needs an even number >= 6 of coordinates)"
+    # pycocotools rasterises with C ints: a coordinate of 1e308 overflows and crashes the
+    # process (a segfault in a pool worker). Coordinates must be finite and near the image.
+    for p in seg:
+        try:
+            coords = np.array(p, dtype=np.float64).reshape(-1, 2)
+        except OverflowError:  # a Python int beyond float range
+            return None, "bad polygon: coordinate not finite"
+        if not np.isfinite(coords).all():
+            return None, "bad polygon: coordinate not finite"
+        xs, ys = coords[:, 0], coords[:, 1]
+        if xs.min() < -width or xs.max() > 2 * width or ys.min() < -height or ys.max() > 2 * height:
+            return None, (f"bad polygon: coordinate outside the image's neighbourhood (x in [{xs.min():g}, {xs.max():g}], "
+                          f"y in [{ys.min():g}, {ys.max():g}]; allowed x in [{-width}, {2 * width}], y in [{-height}, {2 * height}])")
     try:
         from pycocotools import mask as mask_utils
     except ImportError:

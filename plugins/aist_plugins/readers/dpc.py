@@ -32,7 +32,7 @@ from aist_core.constraints import PositiveInt
 from aist_core.context import StageContext
 from aist_core.dataset import DatasetWriter, StageEmpty, ViewsDataset, check_cloud, describe_counts, reason_counts, write_image
 from aist_core.interfaces import DatasetSource
-from aist_plugins.readers.checks import check_render
+from aist_plugins.readers.checks import check_render, not_regular_file
 
 CARS = "02958343"
 
@@ -113,6 +113,8 @@ def _read_model(job) -> None:
     records, images, skipped, clouds = [], {}, [], {}
     gt_path = Path(gt_dir) / f"{model}.mat"
     try:
+        if (special := not_regular_file(gt_path)) is not None:  # a FIFO would block loadmat for ever
+            raise OSError(special)
         points = loadmat(gt_path)["points"]
     except Exception as exc:  # noqa: BLE001 - scipy raises MatReadError, ValueError, OSError, ... on a bad file
         skipped.append({"path": str(gt_path), "reason": f"ground-truth cloud unreadable ({_load_problem(exc)})"})
@@ -129,6 +131,8 @@ def _read_model(job) -> None:
             skipped.append({"path": str(render), "reason": reason})
             continue
         try:
+            if (special := not_regular_file(cam_path)) is not None:
+                raise OSError(special)
             cam = loadmat(cam_path)
             pos = np.asarray(cam["pos"], dtype=np.float64)
         except Exception as exc:  # noqa: BLE001 - scipy raises MatReadError, ValueError, OSError, ... on a bad file
@@ -179,7 +183,8 @@ def pose_from_campos(pos: np.ndarray) -> tuple[np.ndarray | None, str | None]:
     pos = pos.ravel()
     if not np.isfinite(pos).all():
         return None, f"bad camera position (non-finite {pos.tolist()})"
-    if np.linalg.norm(pos) < 1e-9:
+    largest = float(np.abs(pos).max())  # the norm is taken scaled: a huge finite position (1e308) must not overflow
+    if largest == 0.0 or largest * float(np.linalg.norm(pos / largest)) < 1e-9:
         return None, f"bad camera position (at the origin {pos.tolist()}, no viewing direction)"
     quaternion = camera.quat_from_campos(pos)
     if not np.isfinite(quaternion).all():

@@ -5,8 +5,9 @@ re-encoding); hint boxes come from the annotations where they exist. Every stage
 upright (`read_image` applies its EXIF orientation), so record boxes are in that displayed
 frame: annotations are taken to be in the stored pixel frame (the devkit's were made with
 MATLAB's imread, which ignores EXIF) and are turned with the photo (`orient_box`); such a record
-carries `exif_orientation`. Unusable photos (unreadable, grayscale, 16-bit, over `max_pixels`,
-too small for `min_side`) are recorded and skipped; when none is usable the stage stops
+carries `exif_orientation`. Unusable photos (not a regular file, unreadable, grayscale, 16-bit,
+over `max_pixels`, too small for `min_side`, narrower than 16 pixels, longer than `max_aspect` times
+their short side) are recorded and skipped; when none is usable the stage stops
 (StageEmpty) with the counts per reason. The seed report merged
 Stanford Cars' train and test sets before curating (chapter 3), so both are read by default.
 
@@ -28,11 +29,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from aist_core.constraints import NonNegativeFloat, PositiveInt
+from aist_core.constraints import NonNegativeFloat, PositiveFloat, PositiveInt
 from aist_core.context import StageContext
 from aist_core.dataset import DatasetWriter, StageEmpty, describe_counts, image_info, orient_box, reason_counts, unit_name
 from aist_core.interfaces import DatasetSource
-from aist_plugins.readers.checks import MAX_PIXELS, MIN_SIDE, check_photo
+from aist_plugins.readers.checks import MAX_ASPECT, MAX_PIXELS, MIN_SIDE, check_photo
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # Not data formats PIL happens to open (HDF5, GRIB, FITS, PostScript, video, metafiles): an image
@@ -146,12 +147,16 @@ class StanfordCars(DatasetSource):
       (2 x PIL.Image.MAX_IMAGE_PIXELS) applies on top.
     - min_side: photos with sqrt(width * height) below it (pixels) are skipped ("photo too
       small"): they cannot hold an instance the min-size filter keeps (its default, 128).
+    - max_aspect: photos whose long side is more than this many times their short side are
+      skipped ("extreme aspect ratio", with the size; default 10, i.e. 10:1): strips and
+      panoramas that segmenters cannot scale. Photos under 16 pixels on their short side are
+      skipped too ("photo too narrow").
     """
 
     def __init__(self, root: str = "data/stanford-cars", subsets: tuple[Literal["train", "test"], ...] = ("train", "test"),
-                 max_pixels: PositiveInt = MAX_PIXELS, min_side: NonNegativeFloat = MIN_SIDE):
+                 max_pixels: PositiveInt = MAX_PIXELS, min_side: NonNegativeFloat = MIN_SIDE, max_aspect: PositiveFloat = MAX_ASPECT):
         self.root, self.subsets = Path(root).expanduser(), tuple(subsets)
-        self.max_pixels, self.min_side = int(max_pixels), float(min_side)
+        self.max_pixels, self.min_side, self.max_aspect = int(max_pixels), float(min_side), float(max_aspect)
 
     @classmethod
     def example(cls) -> "StanfordCars":
@@ -181,7 +186,7 @@ class StanfordCars(DatasetSource):
                 record = {"id": unit, "image": rel, "split": "train", "boxes": [ann["box"]], "class": ann["class"]}
                 jobs.append((str(source), unit, rel, record, str(Path(out) / "photos")))
         return _write_photos(jobs, Path(out) / "photos", ctx, {"reader": "stanford-cars", "root": str(self.root)},
-                             {"max_pixels": self.max_pixels, "min_side": self.min_side})
+                             {"max_pixels": self.max_pixels, "min_side": self.min_side, "max_aspect": self.max_aspect})
 
 
 class ImageFolder(DatasetSource):
@@ -190,12 +195,16 @@ class ImageFolder(DatasetSource):
     Use it with a segmenter that needs no boxes (Mask R-CNN).
 
     - root: the folder.
-    - max_pixels, min_side: as for stanford-cars (oversized and too-small photos are skipped).
+    - max_pixels, min_side, max_aspect: as for stanford-cars (oversized, too-small and
+      extremely elongated photos are skipped).
+    Anything under root that is not a regular file (a FIFO, a socket, a device, symbolic links
+    followed) is skipped unopened ("not a regular file: a FIFO").
     """
 
-    def __init__(self, root: str = "data/photos", max_pixels: PositiveInt = MAX_PIXELS, min_side: NonNegativeFloat = MIN_SIDE):
+    def __init__(self, root: str = "data/photos", max_pixels: PositiveInt = MAX_PIXELS, min_side: NonNegativeFloat = MIN_SIDE,
+                 max_aspect: PositiveFloat = MAX_ASPECT):
         self.root = Path(root).expanduser()
-        self.max_pixels, self.min_side = int(max_pixels), float(min_side)
+        self.max_pixels, self.min_side, self.max_aspect = int(max_pixels), float(min_side), float(max_aspect)
 
     @classmethod
     def example(cls) -> "ImageFolder":
@@ -234,7 +243,7 @@ class ImageFolder(DatasetSource):
             record = {"id": record_id, "image": f"images/{rel_source}", "split": "train", "boxes": []}
             jobs.append((str(path), unit, f"images/{rel_source}", record, str(Path(out) / "photos")))
         return _write_photos(jobs, Path(out) / "photos", ctx, {"reader": "image-folder", "root": str(self.root)},
-                             {"max_pixels": self.max_pixels, "min_side": self.min_side}, skipped)
+                             {"max_pixels": self.max_pixels, "min_side": self.min_side, "max_aspect": self.max_aspect}, skipped)
 
 
 def write_stanford_layout(root: Path, n_images: int = 4, seed: int = 0) -> Path:

@@ -104,9 +104,9 @@ class CycleGAN(Translator):
         losses: list[AnnotationLoss] = (),
         mode: Literal["black", "alpha"] = "black",
         image_size: Annotated[int, Ge(24), MultipleOf(4)] = 256,
-        n_blocks: NonNegativeInt = 9,
-        ngf: PositiveInt = 64,
-        ndf: PositiveInt = 64,
+        n_blocks: Annotated[int, Interval(ge=0, le=64)] = 9,  # bounds: beyond them a model no GPU holds
+        ngf: Annotated[int, Interval(ge=1, le=1024)] = 64,
+        ndf: Annotated[int, Interval(ge=1, le=1024)] = 64,
         activation: Literal["leaky_relu", "relu"] = "leaky_relu",
         batch_size: PositiveInt = 4,
         epochs: NonNegativeInt = 44,
