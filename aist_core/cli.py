@@ -125,8 +125,8 @@ def _complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
 def run(
     recipe: Path = typer.Argument(..., help="Recipe TOML file."),
     set_: List[str] = typer.Option([], "--set", help="Override a value: key.path=value (TOML value)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: aist-runs/<recipe name>)."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Stage cache (default: $AIST_CACHE or aist-runs/cache)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Run folder (default: aist-runs/<recipe name>)."),
+    cache: Optional[str] = typer.Option(None, "--cache", help="Stage cache (default: $AIST_CACHE or aist-runs/cache)."),
     workers: int = typer.Option(max(1, os.cpu_count() or 1), "--workers", help="Processes for batch stages."),
     device: Optional[str] = typer.Option(None, "--device", help="Torch device for every component with a `device` parameter the recipe leaves unset: cpu, cuda, cuda:1."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -141,8 +141,9 @@ def run(
     # (a plugin that changes the working directory must not move the run or the cache)
     start = Path.cwd()
     recipe = start / recipe
-    out = start / out if out is not None else None
-    cache = start / cache if cache is not None else start / os.environ.get("AIST_CACHE", "aist-runs/cache")
+    out = start / _folder_option(out, "--out", "run") if out is not None else None
+    # an empty $AIST_CACHE counts as unset, as for most environment variables
+    cache = start / (_folder_option(cache, "--cache", "run") if cache is not None else os.environ.get("AIST_CACHE") or "aist-runs/cache")
 
     if executor not in EXECUTORS:
         _err(f"aist run: unknown --executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
@@ -375,12 +376,12 @@ def export_command(
 @app.command()
 def report(
     runs: List[Path] = typer.Argument(..., help="One or more run folders."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Where to write the combined report (default: the single run)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Where to write the combined report (default: the single run)."),
 ) -> None:
     """Write report.md / report.html for one or several finished runs."""
     from aist_core.report import combine
 
-    target = out or (runs[0] if len(runs) == 1 else Path("aist-runs") / "combined")
+    target = (_folder_option(out, "--out", "report") if out is not None else None) or (runs[0] if len(runs) == 1 else Path("aist-runs") / "combined")
     try:
         combine(runs, target, warn=lambda message: _err(f"aist report: {message}"))
     except FileNotFoundError as exc:
@@ -396,6 +397,15 @@ def report(
         _err(f"aist report: {exc if isinstance(exc, ValueError) else 'report.json nested too deeply'}")
         raise typer.Exit(EXIT_USAGE) from None
     typer.echo(f"done: {target / 'report.html'}")
+
+
+def _folder_option(value: str, flag: str, command: str) -> Path:
+    """`value` as a Path; an empty one (often an unset shell variable, `--out "$DIR"`) would mean
+    the current folder, so it is refused in one line, exit 2."""
+    if not value.strip():
+        _err(f"aist {command}: {flag} is empty: name a folder (is a shell variable unset?)")
+        raise typer.Exit(EXIT_USAGE)
+    return Path(value)
 
 
 def main() -> None:

@@ -241,18 +241,20 @@ class _PluginCode:
     A KeyboardInterrupt is real when a SIGINT arrived while the plugin ran (seen by a SIGINT
     handler installed for the while, in the main thread, where Python's default one is in place)
     or when arrivals could not be watched; otherwise the plugin raised it itself, and it is a
-    failure of that plugin like any other exception.
+    failure of that plugin like any other exception. Where SIGINT is ignored (a command started
+    with `nohup` or in a background job) no Ctrl-C can arrive, so every KeyboardInterrupt is the
+    plugin's own.
     """
 
     def __init__(self) -> None:
-        self.watching = self.sigint = False
+        self.watching = self.sigint = self.ignored = False
         self._previous = None
         self._saved_fd: int | None = None
         self._redirect = None
 
     def real_interrupt(self, exc: BaseException) -> bool:
         """Whether `exc` must propagate: a KeyboardInterrupt from a real Ctrl-C, or one not told apart."""
-        return isinstance(exc, KeyboardInterrupt) and (self.sigint or not self.watching)
+        return isinstance(exc, KeyboardInterrupt) and (self.sigint or not (self.watching or self.ignored))
 
     def _on_sigint(self, signum, frame):
         self.sigint = True
@@ -261,9 +263,11 @@ class _PluginCode:
     def __enter__(self) -> _PluginCode:  # noqa: PYI034 - typing.Self needs Python 3.11
         if threading.current_thread() is threading.main_thread():
             try:
-                if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                handler = signal.getsignal(signal.SIGINT)
+                if handler is signal.default_int_handler:
                     self._previous = signal.signal(signal.SIGINT, self._on_sigint)
                     self.watching = True
+                self.ignored = handler is signal.SIG_IGN
             except (ValueError, OSError):
                 pass
         _flush(sys.stdout, sys.__stdout__)

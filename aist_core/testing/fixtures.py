@@ -8,12 +8,35 @@ so a shape/pose model or a translator has real data to fit.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 
 from aist_core import camera
 from aist_core.dataset import DatasetWriter
+
+T = TypeVar("T")
+
+
+def with_scratch_folder(prefix: str, build: Callable[[Path], T]) -> T:
+    """`build(folder)` on a new temporary folder that lives as long as the object it returns.
+
+    For a component's `example()` that needs data on disk: the folder is removed when the
+    returned object is garbage-collected, or at interpreter exit (`weakref.finalize`), so
+    contract suites leave nothing behind in the temporary directory.
+    """
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        owner = build(folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    weakref.finalize(owner, shutil.rmtree, folder, ignore_errors=True)
+    return owner
 
 
 def boxy_car_cloud(rng: np.random.Generator, points: int = 2000) -> np.ndarray:

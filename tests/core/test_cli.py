@@ -49,6 +49,15 @@ def test_missing_recipe_file_is_usage_error(tmp_path):
     assert out.returncode == 2 and "nope.toml: cannot read recipe" in out.stderr
 
 
+@pytest.mark.parametrize("args", [("run", "recipes/smoke.toml", "--out", ""), ("run", "recipes/smoke.toml", "--cache", " "),
+                                  ("report", "aist-runs/none", "--out", "")])
+def test_empty_out_or_cache_is_refused(tmp_path, args):
+    # `--out "$DIR"` with DIR unset would otherwise write into the current folder
+    out = aist(*args, cwd=tmp_path)  # refused before the recipe or the run folder is even read
+    assert out.returncode == 2 and out.stderr.strip() == f"aist {args[0]}: {args[2]} is empty: name a folder (is a shell variable unset?)", out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_show_prints_types_defaults_ranges_docs_and_source():
     out = aist("show", "translator", "cyclegan")
     assert out.returncode == 0, out.stderr
@@ -186,7 +195,8 @@ def test_ctrl_c_during_a_run_is_one_line_with_exit_130(tmp_path):
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen([sys.executable, "-m", "aist_core.cli", "run", str(root / "recipes" / "smoke.toml"), "--quiet",
                              "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run")],
-                            stderr=subprocess.PIPE, text=True, cwd=root)
+                            stderr=subprocess.PIPE, text=True, cwd=root,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal gives it
     deadline = time.time() + 60
     while time.time() < deadline and not (tmp_path / "cache" / "dataset").exists():
         time.sleep(0.2)

@@ -70,7 +70,8 @@ def worker(jobs: str) -> None:
 
 def torchrun(data: Path, *jobs: tuple[Path, dict, int], kind: str = "cyclegan") -> subprocess.CompletedProcess:
     """Run `worker` in 2 processes for jobs (workdir, model parameters, die_at step or 0)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # torchrun keeps its logs in a torchelastic_* folder under $TMPDIR: the job's own folder
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(jobs[0][0].parent)}
     env.pop("WORLD_SIZE", None)
     spec = [{"data": str(data), "workdir": str(w), "model": m, "die_at": d, "kind": kind} for w, m, d in jobs]
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -112,11 +113,19 @@ def test_two_processes_match_one_on_the_same_global_batch(data, tmp_path):
         for key in a:
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
     w1, w2 = weights(tmp_path / "one"), weights(tmp_path / "two")
-    diff = {k: float((w1[k] - w2[k]).abs().max()) for k in w1}
-    assert max(d for k, d in diff.items() if k.endswith("weight")) < 1e-4
+    # Adam's first steps move every weight by about lr (2e-4) whatever its gradient's size, so
+    # a weight whose gradient is near zero turns the rounding of a different reduction order
+    # into a difference of up to lr per step; which weights do so depends on the CPU's kernels
+    # (max 7e-5 on one EPYC, 1.9e-4 on another, 17 of 153,440 weights above 1e-4). Broken
+    # gradient averaging moves them all: the criterion is the bulk, plus the rounding bound.
+    lr, steps = 2e-4, 3
+    diff = {k: (w1[k] - w2[k]).abs().flatten() for k in w1}
+    weights_diff = torch.cat([d for k, d in diff.items() if k.endswith("weight")])
+    assert float(weights_diff.median()) < 1e-6
+    assert float((weights_diff > 1e-4).float().mean()) < 1e-3, "more than 0.1% of the weights differ by over 1e-4"
     # a bias right before InstanceNorm has no true gradient (the norm removes it): its computed
     # gradient is rounding noise, which Adam turns into steps of about lr either way
-    assert max(d for k, d in diff.items() if k.endswith("bias")) <= 2 * 2e-4 * 3
+    assert max(float(d.max()) for d in diff.values()) <= 2 * lr * steps
     assert sorted(p.name for p in (tmp_path / "two" / "samples").iterdir()) == ["step_0000002.png"]
 
 
@@ -220,7 +229,7 @@ def test_a_recipe_runs_under_torchrun(tmp_path):
     shape_pose (DPC) stages train on both processes (DDP), every other stage runs once; rank 0
     alone writes the run folder."""
     (tmp_path / "recipe.toml").write_text(RECIPE)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
     env.pop("WORLD_SIZE", None)
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                           "-m", "aist_core.cli", "run", str(tmp_path / "recipe.toml"), "--out", str(tmp_path / "out"),

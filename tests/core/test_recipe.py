@@ -393,3 +393,16 @@ def test_a_device_this_machine_lacks_is_refused_before_any_work(tmp_path):
                           "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and not (tmp_path / "c").exists()
     assert out.stderr.strip() == "aist run: baseline/shape_pose (dpc): device 'cuda:1' is not available here (0 CUDA device(s))"
+
+
+def test_tensorboard_option_is_checked_before_any_work(tmp_path, monkeypatch):
+    import importlib.util
+
+    from aist_core.recipe import RecipeError
+
+    with pytest.raises(RecipeError, match=r"recipe.toml:1: tensorboard: expected true or false, got 'yes'"):
+        validate(load(write(tmp_path, 'tensorboard = "yes"\n' + GOOD)), discover())
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real_find_spec(name, *a))
+    with pytest.raises(RecipeError, match=r"tensorboard: true needs the tensorboard package.*pip install 'aist\[tensorboard\]'"):
+        validate(load(write(tmp_path, "tensorboard = true\n" + GOOD)), discover())

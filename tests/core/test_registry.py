@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -202,8 +203,11 @@ def installed_plugin(root, source: str, dist: str = "fake-plugin") -> dict:
     return dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
-def aist(env, *args):
-    return subprocess.run([sys.executable, "-m", "aist_core.cli", *args], capture_output=True, text=True, env=env, cwd=REPO)
+def aist(env, *args, sigint=signal.SIG_DFL):
+    """Run the CLI with SIGINT as a terminal gives it (SIG_DFL), whatever this test process
+    inherited: a suite started with `nohup` or in a background job has it ignored."""
+    return subprocess.run([sys.executable, "-m", "aist_core.cli", *args], capture_output=True, text=True, env=env, cwd=REPO,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
 
 
 def warnings_about(stderr: str, dist: str = "fake-plugin") -> list[str]:
@@ -220,6 +224,16 @@ def test_an_installed_broken_plugin_is_one_warning_in_aist_plugins(case, tmp_pat
     listed = json.loads(out.stdout)
     assert [f["distribution"] for f in listed["failures"]] == ["fake-plugin"] and expected in listed["failures"][0]["error"]
     assert any(row["distribution"] == "aist" for row in listed["plugins"])
+
+
+@pytest.mark.parametrize("case", ["interrupting-import", "interrupting-hook"])
+def test_a_plugins_own_keyboard_interrupt_is_its_failure_also_where_sigint_is_ignored(case, tmp_path):
+    # under nohup no Ctrl-C can arrive, so a KeyboardInterrupt can only be the plugin's own
+    source, expected = BROKEN_MODULES[case]
+    out = aist(installed_plugin(tmp_path, source), "plugins", "--json", sigint=signal.SIG_IGN)
+    assert out.returncode == 0, out.stderr
+    lines = warnings_about(out.stderr)
+    assert len(lines) == 1 and expected in lines[0], out.stderr
 
 
 def test_an_installed_broken_plugin_breaks_no_command(tmp_path):

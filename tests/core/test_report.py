@@ -87,6 +87,8 @@ use = "pose"
 use = "mask-xor"
 [[evaluate.domain_gap]]
 use = "fake-gap"
+[experiments.base]
+[experiments.smaller]
 """
 
 
@@ -102,11 +104,11 @@ def _recipe(tmp_path, text):
 
 
 def test_recipe_validates_domain_gap_and_baseline_options(tmp_path, registry):
-    stages = validate(_recipe(tmp_path, RECIPE), registry)["main"]
+    stages = validate(_recipe(tmp_path, RECIPE), registry)["base"]
     options = stages["evaluate"].options
     assert options["baseline"] == "base"
     assert [(c.kind, c.name) for c in options["domain_gap"]] == [("domain_gap", "fake-gap")]
-    default = validate(_recipe(tmp_path, RECIPE.replace('baseline = "base"\n', "")), registry)["main"]
+    default = validate(_recipe(tmp_path, RECIPE.replace('baseline = "base"\n', "")), registry)["base"]
     assert default["evaluate"].options["baseline"] == "baseline"
     bad = RECIPE.replace('use = "fake-gap"', 'use = "fake-gapp"').replace('baseline = "base"', "baseline = 3")
     with pytest.raises(RecipeError) as err:
@@ -124,7 +126,7 @@ def evaluated(tmp_path_factory, registry):
     make_views_dataset(base / "dataset" / "synthetic", n_objects=18, views=3, size=32, points=300, seed=0)
     make_views_dataset(base / "crops", n_objects=18, views=2, size=24, points=300, seed=1, domain="real", tint=(0.9, 0.2, 0.2))
     make_views_dataset(base / "crops" / "diagnostic", n_objects=12, views=2, size=24, points=300, seed=2)
-    stages = validate(_recipe(base, RECIPE), registry)["main"]
+    stages = validate(_recipe(base, RECIPE), registry)["base"]
     model_spec = stages["shape_pose"]
     smaller = SimpleNamespace(**{**vars(model_spec), "components": [
         type(model_spec.components[0])("shape_pose_model", "fake-model", {"scale": 0.8})]})

@@ -124,6 +124,27 @@ def test_recipes_share_their_common_stages(first_run, tmp_path):
     assert "baseline/shape_pose" not in cached and "evaluate" not in cached
 
 
+def test_an_experiment_that_swaps_the_translator_checks_and_runs(first_run, tmp_path):
+    # the experiment names another `use`: it gets that component with only the parameters it
+    # sets, none of the base table's CycleGAN ones (which colour-transfer would refuse)
+    recipe = tmp_path / "swap.toml"
+    recipe.write_text(SMOKE.read_text() + '\n[experiments.colour.translate]\nuse = "colour-transfer"\n')
+    checked = aist("check", str(recipe))
+    assert checked.returncode == 0 and "3 experiment(s)" in checked.stdout, checked.stderr
+    out = aist("run", str(recipe), "--cache", str(first_run / "cache"), "--out", str(tmp_path / "run"), "--quiet")
+    assert out.returncode == 0, out.stderr[-2000:]
+    from aist_core.recipe import load, validate
+    from aist_core.registry import discover
+
+    stages = validate(load(recipe), discover())
+    colour, exp2 = stages["colour"]["translate"].components[0], stages["exp2"]["translate"].components[0]
+    assert (colour.name, colour.params) == ("colour-transfer", {}) and exp2.name == "cyclegan" and exp2.params
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    cached = {label for label, s in report["stages"].items() if s["cached"]}
+    assert "exp2/translate" in cached and "colour/translate" not in cached  # shared stages reused, the new one ran
+    assert "colour" in report["experiments"] and report["experiments"]["colour"]["test_sets"]
+
+
 def test_a_failing_stage_exits_1_and_names_it(tmp_path):
     out = aist("run", str(SMOKE), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--quiet",
                "--set", "filter[2].min_side=10000")  # valid, but no car is that big: the filter stage keeps nothing

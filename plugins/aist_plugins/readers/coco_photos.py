@@ -74,11 +74,13 @@ class CocoPhotos(DatasetSource):
 
     @classmethod
     def example(cls) -> "CocoPhotos":
-        import tempfile
+        from aist_core.testing.fixtures import with_scratch_folder
 
-        root = Path(tempfile.mkdtemp(prefix="aist-coco-example-"))
-        write_coco_photos_fixture(root, n_images=2)
-        return cls(annotations=root / "annotations.json", images=root / "images")
+        def build(root: Path) -> "CocoPhotos":
+            write_coco_photos_fixture(root, n_images=2)
+            return cls(annotations=root / "annotations.json", images=root / "images")
+
+        return with_scratch_folder("aist-coco-example-", build)
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> list[str]:

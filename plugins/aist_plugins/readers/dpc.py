@@ -54,13 +54,13 @@ class DPCData(DatasetSource):
 
     @classmethod
     def example(cls) -> "DPCData":
-        import tempfile
+        from aist_core.testing.fixtures import make_views_dataset, with_scratch_folder
 
-        from aist_core.testing.fixtures import make_views_dataset
+        def build(tmp: Path) -> "DPCData":
+            write_dpc_layout(ViewsDataset(make_views_dataset(tmp / "views", n_objects=2, views=2, size=32)), tmp / "dpc")
+            return cls(root=str(tmp / "dpc"), views=2)
 
-        tmp = Path(tempfile.mkdtemp(prefix="aist-dpc-example-"))
-        write_dpc_layout(ViewsDataset(make_views_dataset(tmp / "views", n_objects=2, views=2, size=32)), tmp / "dpc")
-        return cls(root=str(tmp / "dpc"), views=2)
+        return with_scratch_folder("aist-dpc-example-", build)
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> list[str]:

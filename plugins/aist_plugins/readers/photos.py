@@ -160,11 +160,13 @@ class StanfordCars(DatasetSource):
 
     @classmethod
     def example(cls) -> "StanfordCars":
-        import tempfile
+        from aist_core.testing.fixtures import with_scratch_folder
 
-        root = Path(tempfile.mkdtemp(prefix="aist-stanford-example-"))
-        write_stanford_layout(root, n_images=2)
-        return cls(root=str(root), subsets=("train",))
+        def build(root: Path) -> "StanfordCars":
+            write_stanford_layout(root, n_images=2)
+            return cls(root=str(root), subsets=("train",))
+
+        return with_scratch_folder("aist-stanford-example-", build)
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> list[str]:
@@ -208,11 +210,13 @@ class ImageFolder(DatasetSource):
 
     @classmethod
     def example(cls) -> "ImageFolder":
-        import tempfile
+        from aist_core.testing.fixtures import with_scratch_folder
 
-        root = Path(tempfile.mkdtemp(prefix="aist-folder-example-"))
-        write_stanford_layout(root, n_images=2)
-        return cls(root=str(root / "cars_train"))
+        def build(root: Path) -> "ImageFolder":
+            write_stanford_layout(root, n_images=2)
+            return cls(root=str(root / "cars_train"))
+
+        return with_scratch_folder("aist-folder-example-", build)
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> list[str]:

@@ -48,17 +48,17 @@ class CocoAnnotationsSegmenter(Segmenter):
 
     @classmethod
     def example(cls) -> "CocoAnnotationsSegmenter":
-        import tempfile
-
         from aist_core.context import StageContext
+        from aist_core.testing.fixtures import with_scratch_folder
         from aist_plugins.readers.coco_photos import CocoPhotos
 
-        root = Path(tempfile.mkdtemp(prefix="aist-coco-seg-example-"))
-        reader = CocoPhotos.example()
-        reader.build(root / "data", StageContext.for_tests(root / "work"))
-        segmenter = cls()
-        segmenter.fit(root / "data" / "synthetic", root / "data" / "photos", root / "seg", StageContext.for_tests(root / "work"))
-        return segmenter
+        def build(root: Path) -> "CocoAnnotationsSegmenter":
+            CocoPhotos.example().build(root / "data", StageContext.for_tests(root / "work"))
+            segmenter = cls()
+            segmenter.fit(root / "data" / "synthetic", root / "data" / "photos", root / "seg", StageContext.for_tests(root / "work"))
+            return segmenter
+
+        return with_scratch_folder("aist-coco-seg-example-", build)
 
     def fit(self, synthetic: Path, photos: Path, workdir: Path, ctx) -> None:
         """Index the photos (by pixels) that carry ground-truth instances with masks."""
