@@ -30,6 +30,7 @@ differences on the photo-domain sets read as improved / worsened / no significan
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -37,7 +38,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import aist_core
 from aist_core.context import strict_json
@@ -59,21 +60,29 @@ PHOTO_SETS = ("real", "diagnostic")
 # temporary file in the same folder, then renamed over the destination. A symbolic link planted
 # at the destination is replaced, never written through, and a failed write (a full disk) leaves
 # the previous file whole instead of a truncated one.
-def replace_file(path: Path, data: str | bytes) -> None:
-    """Write `data` (text as UTF-8) to `path` by replacing it (see above)."""
-    path = Path(path)
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A new temporary file next to `path`, renamed over `path` when the block succeeds and
+    removed when it fails; an OSError is re-raised naming `path`, not the temporary file."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~_umask())
+        yield Path(tmp)
         os.replace(tmp, path)
-    except OSError as exc:  # named after the destination, not the temporary file
+    except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def replace_file(path: Path, data: str | bytes) -> None:
+    """Write `data` (text as UTF-8) to `path` by replacing it (see above)."""
+    with _replacing(Path(path)) as tmp:
+        with os.fdopen(os.open(tmp, os.O_WRONLY), "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.chmod(tmp, 0o666 & ~_umask())
 
 
 def replace_json(path: Path, data: Any, strict: bool = True) -> None:
@@ -88,19 +97,9 @@ def replace_json(path: Path, data: Any, strict: bool = True) -> None:
 
 def copy_replacing(source: Path, target: Path) -> None:
     """Copy `source` (contents, mode and times) to `target` by replacing it (see above)."""
-    target = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
+    with _replacing(Path(target)) as tmp:
         shutil.copyfile(source, tmp)
         shutil.copystat(source, tmp)
-        os.replace(tmp, target)
-    except OSError as exc:  # named after the destination, not the temporary file
-        Path(tmp).unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror, str(target)) from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def own_folder(path: Path) -> Path:

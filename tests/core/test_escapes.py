@@ -122,35 +122,7 @@ def test_report_of_a_broken_report_json_is_one_line(tmp_path, content, message):
 
 
 # ---------------------------------------------------------------------------- run folders: tampered cache, planted links
-TINY = """\
-schema = 1
-name = "tiny"
-seed = 0
-
-[dataset]
-use = "procedural-cars"
-n_objects = 4
-views = 2
-image_size = 32
-points = 300
-spp = 2
-n_photos = 0
-diagnostic = false
-
-[shape_pose]
-use = "viewpoint-psgn"
-image_size = 32
-num_points = 64
-width = 8
-steps = 2
-batch_size = 4
-gt_points = 64
-checkpoint_every = 1
-
-[evaluate]
-[[evaluate.metrics]]
-use = "chamfer"
-"""
+TINY = (Path(__file__).parent / "tiny.toml").read_text()
 
 RUN_FILES = ("recipe.toml", "resolved.json", "plugins.json", "report.json", "report.md", "report.html")
 

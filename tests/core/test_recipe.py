@@ -185,35 +185,7 @@ def test_non_table_experiments_is_one_line(tmp_path):
 
 
 # ---------------------------------------------------------------------------- a full disk
-TINY = """\
-schema = 1
-name = "tiny"
-seed = 0
-
-[dataset]
-use = "procedural-cars"
-n_objects = 4
-views = 2
-image_size = 32
-points = 300
-spp = 2
-n_photos = 0
-diagnostic = false
-
-[shape_pose]
-use = "viewpoint-psgn"
-image_size = 32
-num_points = 64
-width = 8
-steps = 2
-batch_size = 4
-gt_points = 64
-checkpoint_every = 1
-
-[evaluate]
-[[evaluate.metrics]]
-use = "chamfer"
-"""
+TINY = (Path(__file__).parent / "tiny.toml").read_text()
 
 
 def run_cli(monkeypatch, capsys, *args):

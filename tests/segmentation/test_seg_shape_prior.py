@@ -13,7 +13,7 @@ from seg_fixtures import make_photos, make_synthetic
 from aist_plugins.segmentation import shape_prior as sp
 from aist_plugins.segmentation.copy_paste import CopyPasteSampler, background_patches, window_transform
 from aist_plugins.segmentation.shape_prior import ShapePriorSegmenter
-from aist_plugins.training import CheckpointError
+from aist_plugins.training import CheckpointError, read_losses
 
 RED = (255, 0, 0)
 
@@ -187,5 +187,22 @@ def test_a_planted_pickle_checkpoint_is_refused_not_run(tmp_path, monkeypatch):
     torch.save({"step": 1, "payload": _Planted()}, tmp_path / sp.CHECKPOINT)
     segmenter = ShapePriorSegmenter(steps=2)
     with pytest.raises(CheckpointError, match=f"^{re.escape(str(tmp_path / sp.CHECKPOINT))}: not a readable weights-only checkpoint"):
-        segmenter._resume(tmp_path, torch.optim.Adam(segmenter.net.parameters()), None)
+        segmenter._resume(tmp_path, torch.optim.Adam(segmenter.net.parameters()), None, None)
     assert not (tmp_path / "planted-pickle-ran").exists()
+
+
+def test_mixed_precision_trains_and_fp16_off_cuda_is_refused(tmp_path):
+    # bf16 on CPU: finite and learning (the mean loss of the last 10 of 40 steps is below the first 10's)
+    renders, photos = drawn_inputs()
+    segmenter = tiny(steps=40, batch_size=4, precision="bf16", channels_last=True, checkpoint_every=20)
+    segmenter.fit_arrays(renders, photos, seed=0, workdir=tmp_path / "bf16")
+    totals = [row["total"] for row in read_losses(tmp_path / "bf16")]
+    assert len(totals) == 40 and all(np.isfinite(totals))
+    assert np.mean(totals[-10:]) < np.mean(totals[:10]), totals
+    # the precision is part of what a checkpoint must match: an fp32 run does not resume a bf16 one
+    with pytest.raises(CheckpointError, match="precision"):
+        tiny(steps=40, batch_size=4, checkpoint_every=20)._resume(tmp_path / "bf16", None, None, None)
+    assert ShapePriorSegmenter.check_params({"precision": "fp16"}) == [
+        "precision: 'fp16' needs a CUDA device (torch.amp.GradScaler), device is 'cpu'; use 'bf16' or 'fp32' there"]
+    with pytest.raises(ValueError, match="fp16"):
+        ShapePriorSegmenter(precision="fp16")

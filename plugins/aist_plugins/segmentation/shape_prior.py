@@ -15,14 +15,18 @@ checkpointed and resumes where it stopped.
 Every instance is labelled `label` with score 1.0, as GrabCut's: the hint box is ground truth
 for "there is a car here"; the network's mean confidence is kept in `extra`.
 
-Checkpoints, losses.csv (columns step, bce, dice, total; step counted from 0) and the divergence
-guard come from `aist_plugins.training`.
+Checkpoints, losses.csv (columns step, bce, dice, total; step counted from 0), the divergence
+guard and mixed precision (`precision`, `channels_last`, as the CycleGAN and the DPC have them)
+come from `aist_plugins.training`. Training is one process: the network is small (488k
+parameters at width 16) and trains in minutes, so it has no DistributedDataParallel path; its
+data are in memory but bounded by `max_renders` and `max_background_photos`, not by the
+dataset's size.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Sequence
+from typing import Annotated, Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -33,8 +37,8 @@ from aist_core.constraints import Device, Fraction, NonNegativeFloat, NonNegativ
 from aist_core.dataset import DatasetError, ViewsDataset
 from aist_core.interfaces import Instance, Segmenter
 
-from ..training import (LOSS_FILE, TrainingLog, check_finite_state, default_read_every, load_checkpoint,
-                        save_checkpoint)
+from ..training import (LOSS_FILE, MixedPrecision, TrainingLog, check_finite_state, default_read_every,
+                        load_checkpoint, precision_problem, save_checkpoint, to_channels_last)
 from .copy_paste import CopyPasteSampler, background_patches, window_transform
 from .grabcut import clean_mask, grabcut_from_prior, hint_boxes
 from .unet import UNet
@@ -68,6 +72,8 @@ class ShapePriorSegmenter(Segmenter):
         checkpoint_every: PositiveInt = 250,
         weights: str | None = None,
         device: Device = "cpu",
+        precision: Literal["fp32", "bf16", "fp16"] = "fp32",
+        channels_last: bool = False,
     ):
         """steps: training steps (Adam; the rate drops to 0.3x for the last quarter).
         batch_size: copy-paste pairs per step.
@@ -90,9 +96,19 @@ class ShapePriorSegmenter(Segmenter):
         max_background_photos: photos that background patches are cut from.
         checkpoint_every: steps between checkpoints of an interrupted training.
         weights: a trained shape_prior.safetensors to use instead of training.
-        device: where the network runs."""
+        device: where the network runs.
+        precision: training arithmetic: "fp32" (default, unchanged), "bf16" (the network's
+            forward under torch.autocast with bfloat16, CPU or CUDA) or "fp16" (float16 autocast
+            with a GradScaler, CUDA only); losses and inference stay float32.
+        channels_last: the U-Net and its inputs in channels_last (NHWC) memory format.
+
+        Raises ValueError for a size not divisible by 8 or fp16 off CUDA."""
         if size % 8:
             raise ValueError(f"size must be divisible by 8 (the U-Net pools three times), got {size}")
+        problem = precision_problem(precision, device)
+        if problem:
+            raise ValueError(problem)
+        self.precision, self.channels_last = precision, bool(channels_last)
         self.steps, self.batch_size, self.learning_rate = int(steps), int(batch_size), float(learning_rate)
         self.size, self.context, self.width = int(size), float(context), int(width)
         self.threshold, self.label = float(threshold), str(label)
@@ -120,6 +136,12 @@ class ShapePriorSegmenter(Segmenter):
         segmenter = cls(steps=3, batch_size=2, size=32, width=4, checkpoint_every=0)
         segmenter.fit_arrays(renders, photos)
         return segmenter
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> list[str]:
+        """fp16 needs a CUDA device: said by `aist check`, before any work."""
+        problem = precision_problem(params.get("precision", "fp32"), params.get("device", "cpu"))
+        return [problem] if problem else []
 
     # ------------------------------------------------------------------ training
     def fit(self, synthetic: Path, photos: Path, workdir: Path, ctx) -> None:
@@ -154,12 +176,15 @@ class ShapePriorSegmenter(Segmenter):
         """
         torch.manual_seed(seed)
         self.net = UNet(self.width).to(self.device)
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.learning_rate)
+        amp = MixedPrecision(self.precision, self.device)
         patches = background_patches(photos, self.size, np.random.default_rng([seed, 1]))
         sampler = CopyPasteSampler(renders, patches, self.size, self.context, np.random.default_rng([seed, 2]))
         if workdir:
             Path(workdir).mkdir(parents=True, exist_ok=True)
-        start = self._resume(workdir, optimizer, sampler) if workdir else 0
+        start = self._resume(workdir, optimizer, sampler, amp) if workdir else 0
         self.net.train()
         steps = range(start, self.steps)
         with TrainingLog("shape-prior", workdir, next_step=start, lr=self.learning_rate, log_dir=log_dir,
@@ -169,27 +194,29 @@ class ShapePriorSegmenter(Segmenter):
                 for group in optimizer.param_groups:  # a lower rate for the last quarter settles the edges
                     group["lr"] = rate
                 windows, masks = sampler.batch(self.batch_size)
-                logits = self.net(_to_tensor(windows, self.device))
-                terms = mask_loss_terms(logits, torch.from_numpy(masks).to(self.device)[:, None].float())
+                with amp.autocast():  # the network only: the losses are float32
+                    logits = self.net(to_channels_last(_to_tensor(windows, self.device), self.channels_last))
+                terms = mask_loss_terms(logits.float(), torch.from_numpy(masks).to(self.device)[:, None].float())
                 optimizer.zero_grad()
-                terms["total"].backward()
-                optimizer.step()
+                amp.backward(terms["total"])
+                amp.step(optimizer)
+                amp.update()
                 log.log(step, {k: v.detach() for k, v in terms.items()}, lr=rate)
                 if workdir and self.checkpoint_every and (step + 1) % self.checkpoint_every == 0 and step + 1 < self.steps:
                     log.flush()  # checks the losses before anything is saved
-                    self._checkpoint(workdir, optimizer, sampler, step + 1)
+                    self._checkpoint(workdir, optimizer, sampler, step + 1, amp)
         # the last step's update is checkpointed nowhere but in the weights `fit` saves: check it
         check_finite_state("shape-prior", self.net.state_dict(), self.steps - 1, self.learning_rate)
         self.net.eval()
         self.trained = True
 
-    def _checkpoint(self, workdir: Path, optimizer, sampler: CopyPasteSampler, step: int) -> None:
+    def _checkpoint(self, workdir: Path, optimizer, sampler: CopyPasteSampler, step: int, amp: MixedPrecision) -> None:
         state = {"step": step, "net": self.net.state_dict(), "optimizer": optimizer.state_dict(),
-                 "sampler_rng": sampler.rng.bit_generator.state}
+                 "sampler_rng": sampler.rng.bit_generator.state, "scaler": amp.state_dict()}
         save_checkpoint(Path(workdir) / CHECKPOINT, state, self._config(), component="shape-prior", step=step - 1,
                         lr=self.learning_rate)
 
-    def _resume(self, workdir: Path, optimizer, sampler: CopyPasteSampler) -> int:
+    def _resume(self, workdir: Path, optimizer, sampler: CopyPasteSampler, amp: MixedPrecision) -> int:
         """The step to continue from (0 without a checkpoint); restores network, optimiser and
         sampler RNG. Weights-only loading: a planted pickle raises CheckpointError, unrun."""
         state = load_checkpoint(Path(workdir) / CHECKPOINT, self._config(), self.device)
@@ -198,10 +225,13 @@ class ShapePriorSegmenter(Segmenter):
         self.net.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.rng.bit_generator.state = state["sampler_rng"]
+        amp.load_state_dict(state.get("scaler", {}))
         return int(state["step"])
 
     def _config(self) -> dict:
-        return {"steps": self.steps, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
+        """What a checkpoint must match to be resumed (a precision other than fp32 is recorded)."""
+        extra = {"precision": self.precision} if self.precision != "fp32" else {}
+        return {**extra, "steps": self.steps, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
                 "size": self.size, "context": self.context, "width": self.width}
 
     def save(self, path: Path) -> None:
