@@ -144,6 +144,10 @@ def run(
     out = start / _folder_option(out, "--out", "run") if out is not None else None
     # an empty $AIST_CACHE counts as unset, as for most environment variables
     cache = start / (_folder_option(cache, "--cache", "run") if cache is not None else os.environ.get("AIST_CACHE") or "aist-runs/cache")
+    for flag, folder in (("--out", out), ("--cache", cache)):
+        if folder is not None and folder.exists() and not folder.is_dir():  # before anything is created
+            _err(f"aist run: {flag} {folder}: exists and is not a folder")
+            raise typer.Exit(EXIT_USAGE)
 
     if executor not in EXECUTORS:
         _err(f"aist run: unknown --executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
@@ -209,7 +213,9 @@ def run(
 # Failures a rerun repeats (the data, the recipe or the component is the cause), matched by
 # class name along the exception's chain and class hierarchy (no torch-side import needed).
 DETERMINISTIC_FAILURES = frozenset({"StageEmpty", "TrainingDiverged", "CheckpointError", "ComponentError", "DatasetError",
-                                    "ValueError"})
+                                    "ValueError", "WeightsError", "WeightsMissing"})
+# ... among them, OSErrors that a rerun repeats all the same (a weights file that is not there)
+PERMANENT_OS_ERRORS = frozenset({"WeightsMissing"})
 # Failures of the moment (a full or vanished disk, an interruption, memory): a rerun resumes.
 TRANSIENT_FAILURES = (OSError, KeyboardInterrupt, MemoryError)
 
@@ -219,7 +225,7 @@ def _stage_advice(error: BaseException) -> str:
     same way (DETERMINISTIC_FAILURES anywhere in the chain and nothing transient), else "rerun
     the same command to resume" (a crash, an OSError, an interruption)."""
     chain = _chain(error)
-    if any(isinstance(e, TRANSIENT_FAILURES) for e in chain):
+    if any(isinstance(e, TRANSIENT_FAILURES) and type(e).__name__ not in PERMANENT_OS_ERRORS for e in chain):
         return "rerun the same command to resume"
     if any(cls.__name__ in DETERMINISTIC_FAILURES for e in chain for cls in type(e).__mro__):
         return "fix the cause, then rerun: finished stages are kept"

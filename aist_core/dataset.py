@@ -280,7 +280,9 @@ class ViewsDataset:
             raise DatasetError(f"{path}: ground-truth cloud missing for object {object_id!r}")
         try:
             points = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        except EOFError:  # an empty or cut-off file (click would turn it into a bare "Aborted!")
+            raise DatasetError(f"{path}: unreadable ground-truth cloud (empty or truncated file)") from None
+        except (OSError, ValueError) as exc:  # a pickled object array is a ValueError here: never loaded
             raise DatasetError(f"{path}: unreadable ground-truth cloud ({exc})") from None
         cloud, problem, _ = check_cloud(points, repair=False)
         if problem:

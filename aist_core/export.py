@@ -589,9 +589,15 @@ def export_dpc(data: ViewsDataset, out: Path, prov: dict[str, Any], synth_id: st
         if len({r["split"] for r in recs}) > 1:
             split_conflicts.append(model)
         if data.has_cloud(model):
+            try:
+                cloud = data.cloud(model)
+            except DatasetError as exc:  # the views are exported; the model is listed without a cloud
+                skipped.append({"path": str(data.root / "clouds" / f"{model}.npy"), "reason": _reason(exc)})
+                no_cloud.append(model)
+                continue
             gt = out / "gt" / "downsampled" / synth_id
             gt.mkdir(parents=True, exist_ok=True)
-            savemat(gt / f"{model}.mat", {"points": data.cloud(model).astype(np.float64)})
+            savemat(gt / f"{model}.mat", {"points": cloud.astype(np.float64)})
         else:
             no_cloud.append(model)
     if not images:

@@ -204,8 +204,9 @@ def _unquote(key: str) -> str:
 class Recipe:
     """A loaded recipe: its file, its data (after `--set` overrides) and where each key stands.
 
-    `overrides` maps each key path set by `--set` to the argument as given, so a problem with
-    such a value names the `--set` rather than a line of the file."""
+    `overrides` maps each key path set by `--set` to the argument as given ("KEY=VALUE"), or by
+    another option to its words ("--device cuda:1"), so a problem with such a value names the
+    option rather than a line of the file."""
 
     path: Path
     data: dict[str, Any]
@@ -218,8 +219,8 @@ class Recipe:
         parts = key_path.split(".")
         for end in range(len(parts), 0, -1):
             given = self.overrides.get(".".join(parts[:end]))
-            if given is not None:
-                return f"--set {given}"
+            if given is not None:  # "KEY=VALUE" from --set, or an option's own words ("--device cuda:x")
+                return given if given.startswith("--") else f"--set {given}"
         line = self.index.line(key_path)
         return f"{self.path}:{line}" if line else str(self.path)
 
@@ -739,6 +740,7 @@ def default_device(recipe: Recipe, registry: Registry, device: str) -> list[str]
         if "device" in inspect.signature(cls.__init__).parameters:
             table["device"] = device
             changed.append(f"{path}.device")
+            recipe.overrides[f"{path}.device"] = f"--device {device}"  # a bad value names the option, not a line
 
     def stage_tables(tables: dict[str, Any], prefix: str) -> None:
         for stage, spec in STAGES.items():

@@ -361,6 +361,8 @@ def _finished_result(path: Path, key: str) -> dict[str, Any] | None:
 def _execute_locked(node: Node, pipeline: Pipeline, settings: RunSettings, force: bool) -> dict[str, Any]:
     base = settings.cache / node.stage
     final, partial, work = base / node.key, base / f"{node.key}.partial", base / f"{node.key}.work"
+    for path in (final, partial, work, base / f"{node.key}.old"):
+        _remove_if_planted(path, node, settings)
     _recover_commit(final, partial, base / f"{node.key}.old")
     if not force and not (final / "stage.json").is_file() and (partial / "stage.json").is_file():
         _commit(partial, final, base / f"{node.key}.old")  # finished, then killed before the rename
@@ -432,6 +434,16 @@ def _execute_locked(node: Node, pipeline: Pipeline, settings: RunSettings, force
     shutil.rmtree(work, ignore_errors=True)
     node.result["cached"] = False
     return node.result
+
+
+def _remove_if_planted(path: Path, node: Node, settings: RunSettings) -> None:
+    """A stage's folders in the cache are AIST's own: a symbolic link or a file in their place
+    (planted in a shared cache) is removed, never followed, so nothing is written through it
+    and no result outside the cache is taken as this stage's. What it pointed to is untouched."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        what = "a symbolic link" if path.is_symlink() else "not a folder"
+        path.unlink()
+        settings.log(f"[{node.label}] removed {path.name} from the cache: {what}, not a stage folder AIST wrote")
 
 
 def _commit(partial: Path, final: Path, old: Path) -> None:

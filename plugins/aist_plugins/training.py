@@ -95,7 +95,7 @@ def describe_value(value: float, limit: float = DIVERGENCE_LIMIT, reference: flo
     return None
 
 
-def check_losses(component: str, step: int, terms: Mapping[str, float], lr: float,
+def check_losses(component: str, step: int | str, terms: Mapping[str, float], lr: float,
                  limit: float = DIVERGENCE_LIMIT, reference: Mapping[str, float] | None = None) -> None:
     """Raise `TrainingDiverged` at the first term (in `terms` order) that is NaN, inf, larger
     than `limit` in absolute value, or more than `DIVERGENCE_GROWTH` times its `reference` (the
@@ -191,6 +191,38 @@ def load_checkpoint(path: str | os.PathLike, config: Mapping[str, Any], device: 
                          for k in keys if not isinstance(saved, dict) or saved.get(k) != mine.get(k))
         raise CheckpointError(f"{path}: checkpoint of another configuration: {diff}; use a new workdir")
     return state
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be used: unreadable, damaged, not weights, or a pickle that
+    would run code. The message is one line naming the file."""
+
+
+def read_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a weights file, name -> tensor on `device`, never unpickling objects.
+
+    `.safetensors` files are read with safetensors; any other file with `torch.load(...,
+    weights_only=True)` (a torchvision `.pth` state dict), which refuses pickled code. Raises
+    FileNotFoundError for a missing file and WeightsError, naming the file and what the reader
+    said, for one that is damaged, foreign or carries code; both before any weight is used.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weights file missing")
+    try:
+        if path.suffix == ".safetensors":
+            tensors = load_file(str(path), device=str(device))
+        else:
+            tensors = torch.load(path, map_location=device, weights_only=True)
+    except (SafetensorError, pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{path}: not a readable weights file, refused ({type(exc).__name__}: {first})") from None
+    if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
+        raise WeightsError(f"{path}: not a weights file (expected a mapping of names to tensors)")
+    return tensors
 
 
 # ---------------------------------------------------------------------------- loss names
@@ -375,6 +407,20 @@ class TrainingLog:
                     self.writer.add_scalar(f"loss/{key}", row[key], step)
                 if lr is not None:
                     self.writer.add_scalar("learning_rate", lr, step)
+
+    def check_trained(self, step: int, terms: Mapping[str, torch.Tensor | float]) -> None:
+        """Check loss terms computed on the trained weights, after the last update.
+
+        Every logged loss is computed before its step's update, so the last update is checked
+        by none: a learning rate that blows the weights up in the last step (finite, but
+        1e6 times too large) would otherwise be saved and reported as a result. The trainer
+        evaluates its losses once more (no update, eval mode) before the final checkpoint and
+        passes them here: flushed, then checked against the run's first values like every row,
+        nothing written. Raises TrainingDiverged naming the term and "the trained weights"."""
+        self.flush()
+        numbers = {name: float(value) for name, value in terms.items()}
+        check_losses(self.component, f"{step} (the trained weights, after the last update)", numbers, self.lr,
+                     self.limit, self.reference)
 
     def image(self, step: int, tag: str, image: np.ndarray) -> None:
         """An (H, W, 3) uint8 image to TensorBoard under `tag` (nothing without `log_dir`)."""

@@ -4,6 +4,7 @@ inputs and editable plugin sources, stable work-unit ids, --rerun/--force, ctx.r
 Tiny recipes only (a 3-object procedural dataset, a one-step model): each run takes seconds."""
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -581,6 +582,28 @@ def test_a_damaged_cached_stage_json_is_recomputed_not_trusted(tiny_run, content
     assert result["cached"] is False and result["key"] == node.key
     again = json.loads((final / "stage.json").read_text())
     assert again["report"] == good["report"] and again["key"] == good["key"]
+
+
+@pytest.mark.parametrize("planted", ["partial", "work", "final"])
+def test_links_planted_for_a_stages_folders_are_removed_not_written_through(tiny_run, tmp_path, planted):
+    # as a run killed inside the stage leaves it (no final folder), with a link planted in the
+    # place of its partial or work folder, or of the final folder (a finished-looking result)
+    base, recipe, _, _ = tiny_run
+    pipeline = Pipeline(load(recipe), get_registry())
+    node = pipeline.per_experiment["main"]["shape_pose"]
+    stage = base / "cache" / "shape_pose"
+    name = {"partial": f"{node.key}.partial", "work": f"{node.key}.work", "final": node.key}[planted]
+    outside = tmp_path / "outside"
+    shutil.copytree(stage / node.key, outside) if planted == "final" else outside.mkdir()
+    shutil.rmtree(stage / node.key)
+    listing = sorted(p.relative_to(outside) for p in outside.rglob("*"))
+    (stage / name).symlink_to(outside, target_is_directory=True)
+    log: list[str] = []
+    run_pipeline(pipeline, settings(base / "cache", log))
+    assert f"[main/shape_pose] removed {name} from the cache: a symbolic link, not a stage folder AIST wrote" in log, log
+    assert not (stage / name).is_symlink() and (stage / node.key / "stage.json").is_file()
+    assert node.result["cached"] is False  # computed here, not taken from outside
+    assert sorted(p.relative_to(outside) for p in outside.rglob("*")) == listing  # nothing written there
 
 
 def test_a_link_to_the_root_in_a_photo_folder_is_not_walked(tmp_path):

@@ -58,6 +58,14 @@ def test_empty_out_or_cache_is_refused(tmp_path, args):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("flag", ["--out", "--cache"])
+def test_out_or_cache_that_is_a_file_is_refused_before_anything_is_created(tmp_path, flag):
+    (tmp_path / "taken").write_text("a file")
+    out = aist("run", "recipes/smoke.toml", flag, str(tmp_path / "taken"), cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip() == f"aist run: {flag} {tmp_path / 'taken'}: exists and is not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
 def test_show_prints_types_defaults_ranges_docs_and_source():
     out = aist("show", "translator", "cyclegan")
     assert out.returncode == 0, out.stderr
@@ -140,6 +148,9 @@ def test_stage_advice_tells_deterministic_failures_from_interrupted_ones():
         (KeyboardInterrupt(), RESUME),
         (MemoryError(), RESUME),
         (_raised(ComponentError(origin, "fit(): OSError"), OSError(5, "Input/output error")), RESUME),
+        # weights a rerun finds just as damaged or just as absent: fix, not resume
+        (_raised(ComponentError(origin, "__init__(): WeightsError"), _named("WeightsError", ValueError)("x.pth: refused")), FIX),
+        (_named("WeightsMissing", FileNotFoundError)("place x.pth in ~/.cache"), FIX),
     ]
     for error, advice in cases:
         assert _stage_advice(error) == advice, error

@@ -335,6 +335,17 @@ def test_problems_name_the_set_or_the_experiment_the_value_came_from(tmp_path):
     ]), out.stderr
 
 
+def test_a_bad_device_option_is_named_as_the_option_not_a_recipe_line(tmp_path):
+    recipe = tmp_path / "t.toml"
+    recipe.write_text('schema = 1\nname = "t"\n[dataset]\nuse = "procedural-cars"\n[shape_pose]\nuse = "dpc"\n')
+    out = subprocess.run([sys.executable, "-m", "aist_core.cli", "run", str(recipe), "--device", "cuda:x",
+                          "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "--device cuda:x: shape_pose.device: must be a torch device: \"cpu\", \"cuda\", \"cuda:N\" or \"mps\", got 'cuda:x'"], out.stderr
+    assert not (tmp_path / "cache").exists()
+
+
 def test_evaluate_baseline_must_name_an_experiment(tmp_path):
     recipe = Path(__file__).resolve().parents[2] / "recipes" / "smoke.toml"
     out = subprocess.run([sys.executable, "-m", "aist_core.cli", "check", str(recipe), "--set", "evaluate.baseline=nonexistent"],

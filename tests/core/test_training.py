@@ -107,6 +107,42 @@ def test_a_planted_pickle_is_refused_not_run(tmp_path, monkeypatch):
         training.load_checkpoint(path, {})
 
 
+def test_weights_files_are_read_without_unpickling_and_named_when_refused(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from aist_plugins.style.losses import ResNetFeatureLoss
+
+    monkeypatch.chdir(tmp_path)
+    good = {"w": torch.arange(3.0)}
+    torch.save(good, tmp_path / "good.pth")
+    save_file(good, str(tmp_path / "good.safetensors"))
+    for name in ("good.pth", "good.safetensors"):
+        assert torch.equal(training.read_weights(tmp_path / name)["w"], good["w"])
+    torch.save({"w": _Planted()}, tmp_path / "evil.pth")
+    (tmp_path / "garbage.safetensors").write_bytes(b"\xff" * 64)  # a header length far beyond the file
+    (tmp_path / "empty.pth").write_bytes(b"")
+    torch.save({"w": [1, 2]}, tmp_path / "lists.pth")
+    for name in ("evil.pth", "garbage.safetensors", "empty.pth", "lists.pth"):
+        with pytest.raises(training.WeightsError, match=f"^{re.escape(str(tmp_path / name))}: not a "):
+            training.read_weights(tmp_path / name)
+    assert not (tmp_path / "planted-pickle-ran").exists()
+    # a component given such a file says which file, not only that unpickling failed
+    with pytest.raises(training.WeightsError, match=re.escape(str(tmp_path / "evil.pth"))):
+        ResNetFeatureLoss(pretrained=True, weights=str(tmp_path / "evil.pth"))
+    assert not (tmp_path / "planted-pickle-ran").exists()
+
+
+def test_a_damaged_translator_weights_file_is_named(domains, tmp_path):
+    from aist_plugins.style.cyclegan import WEIGHTS
+
+    translator = tiny_cyclegan(max_steps=1)
+    translator.fit(*domains, tmp_path / "work", StageContext.for_tests(tmp_path))
+    translator.save(tmp_path / "saved")
+    (tmp_path / "saved" / WEIGHTS).write_bytes(b"\x80\x04 a pickle where safetensors should be")
+    with pytest.raises(training.WeightsError, match=f"^{re.escape(str(tmp_path / 'saved' / WEIGHTS))}: not a readable"):
+        tiny_cyclegan(max_steps=1).load(tmp_path / "saved")
+
+
 def test_log_keeps_terms_on_device_reads_in_batches_and_reports_the_right_step(tmp_path):
     history = []
     log = TrainingLog("x", tmp_path, next_step=0, lr=0.5, read_every=3, history=history)
@@ -436,3 +472,44 @@ def test_unreadable_names_what_cannot_be_decoded(tmp_path):
     assert problems[0] == ""
     assert problems[1].startswith(f"{tmp_path / 'bad.png'}: unreadable image")
     assert problems[2] == f"{tmp_path / 'gone.png'}: file not found"
+
+
+# ---------------------------------------------------------------------------- the last update
+# Each logged loss is computed before its step's update, so the last update shows in none: a
+# rate that blows the weights up in the final step (finite, far too large) used to be saved,
+# stylising every image black or leaving the evaluate stage to find NaN points.
+TRAINED = r" \(the trained weights, after the last update\); lower the learning rate \(lr=1e\+06\)"
+
+
+def test_cyclegan_checks_the_weights_of_its_last_update(domains, tmp_path):
+    from aist_plugins.style.cyclegan import CHECKPOINT
+
+    with pytest.raises(TrainingDiverged, match=r"^cyclegan: loss term '\w+' is .+ at step 1" + TRAINED):
+        tiny_cyclegan(lr=1e6, max_steps=1).fit(*domains, tmp_path, StageContext.for_tests(tmp_path))
+    assert not (tmp_path / CHECKPOINT).exists()  # nothing saved for the stylize stage to use
+
+
+def test_shape_pose_models_check_the_weights_of_their_last_update(toy, tmp_path):
+    from aist_plugins.shape_pose.dpc import DPC
+    from aist_plugins.shape_pose.supervised import ViewpointPSGN
+
+    dpc = DPC(image_size=64, num_points=64, grid_size=8, steps=1, batch_objects=1, views_per_object=2, learning_rate=1e6)
+    with pytest.raises(TrainingDiverged, match=r"^dpc: loss term '\w+' is .+ at step 0" + TRAINED):
+        dpc.fit(toy, tmp_path / "dpc", StageContext.for_tests(tmp_path))
+    psgn = ViewpointPSGN(image_size=32, num_points=16, gt_points=16, width=4, batch_size=2, steps=1, learning_rate=1e6)
+    with pytest.raises(TrainingDiverged, match=r"^viewpoint-psgn: loss term '\w+' is .+ at step 0" + TRAINED):
+        psgn.fit(toy, tmp_path / "psgn", StageContext.for_tests(tmp_path))
+
+
+def test_a_sane_last_update_passes_the_check_and_changes_nothing(domains, tmp_path):
+    # the check runs in eval mode without the pools' random draws: a normal run ends as before
+    from aist_plugins.style.cyclegan import CHECKPOINT
+
+    tiny_cyclegan(max_steps=2).fit(*domains, tmp_path / "a", StageContext.for_tests(tmp_path / "a"))
+    translator = tiny_cyclegan(max_steps=2)
+    translator._evaluate = lambda *a: {}  # as if there were no check
+    translator.fit(*domains, tmp_path / "b", StageContext.for_tests(tmp_path / "b"))
+    a = torch.load(tmp_path / "a" / CHECKPOINT, weights_only=True)
+    b = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=True)
+    for net in a["nets"]:
+        assert all(torch.equal(a["nets"][net][k], b["nets"][net][k]) for k in a["nets"][net]), net

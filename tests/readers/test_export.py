@@ -252,6 +252,20 @@ def test_bad_records_are_skipped_with_their_reason(tmp_path):
     assert json.loads((tmp_path / "dpc" / "provenance.json").read_text())["skipped"] == dpc["skipped"]
 
 
+def test_unreadable_clouds_are_skipped_and_the_views_still_exported(tmp_path):
+    root = make_views_dataset(tmp_path / "views", n_objects=3, views=2, size=16, points=200)
+    np.save(root / "clouds" / "obj000.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)  # a pickle
+    (root / "clouds" / "obj001.npy").write_bytes(b"")                                               # empty
+    result = CliRunner().invoke(app, ["export", str(root), str(tmp_path / "dpc"), "--format", "dpc"])
+    assert result.exit_code == 0 and "done: 6 images, 3 models, 2 skipped" in result.output, result.output
+    provenance = json.loads((tmp_path / "dpc" / "provenance.json").read_text())
+    reasons = {Path(s["path"]).name: s["reason"] for s in provenance["skipped"]}
+    assert reasons["obj000.npy"].startswith("unreadable ground-truth cloud (Object arrays cannot be loaded")
+    assert reasons["obj001.npy"] == "unreadable ground-truth cloud (empty or truncated file)"
+    assert sorted(provenance["models_without_cloud"]) == ["obj000", "obj001"]
+    assert [p.name for p in (tmp_path / "dpc" / "gt" / "downsampled").rglob("*.mat")] == ["obj002.mat"]
+
+
 # ---------------------------------------------------------------------------- command line
 def test_cli_exports_and_refuses_bad_input_with_one_line(cache, tmp_path):
     runner = CliRunner()

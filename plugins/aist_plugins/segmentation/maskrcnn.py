@@ -91,10 +91,9 @@ class MaskRCNNSegmenter(Segmenter):
                 f"{self.builder}: COCO weights not found at {path}; place {where} "
                 f"(or set weights = \"/path/to/{file_name}\", or pretrained = false for random weights)"
             )
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a truncated or foreign file: say which
-            raise WeightsMissing(f"{path}: not a readable {self.builder} state dict ({type(exc).__name__}: {exc})") from None
+        from aist_plugins.training import read_weights
+
+        return read_weights(path)  # a truncated, foreign or pickle-carrying file: WeightsError naming it
 
     def label_name(self, label: int) -> str:
         """The COCO category name of a torchvision label id ("class_<id>" when out of range)."""

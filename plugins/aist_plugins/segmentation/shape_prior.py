@@ -37,8 +37,9 @@ from aist_core.constraints import Device, Fraction, NonNegativeFloat, NonNegativ
 from aist_core.dataset import DatasetError, ViewsDataset
 from aist_core.interfaces import Instance, Segmenter
 
-from ..training import (LOSS_FILE, MixedPrecision, TrainingLog, check_finite_state, default_read_every,
-                        load_checkpoint, precision_problem, save_checkpoint, to_channels_last)
+from ..training import (LOSS_FILE, MixedPrecision, TrainingLog, WeightsError, check_finite_state,
+                        default_read_every, load_checkpoint, precision_problem, read_weights, save_checkpoint,
+                        to_channels_last)
 from .copy_paste import CopyPasteSampler, background_patches, window_transform
 from .grabcut import clean_mask, grabcut_from_prior, hint_boxes
 from .unet import UNet
@@ -202,6 +203,12 @@ class ShapePriorSegmenter(Segmenter):
                 amp.step(optimizer)
                 amp.update()
                 log.log(step, {k: v.detach() for k, v in terms.items()}, lr=rate)
+                if step + 1 == self.steps:  # the last update is in no logged loss: check the trained weights
+                    self.net.eval()
+                    with torch.no_grad(), amp.autocast():
+                        logits = self.net(to_channels_last(_to_tensor(windows, self.device), self.channels_last))
+                    log.check_trained(step, mask_loss_terms(logits.float(), torch.from_numpy(masks).to(self.device)[:, None].float()))
+                    self.net.train()
                 if workdir and self.checkpoint_every and (step + 1) % self.checkpoint_every == 0 and step + 1 < self.steps:
                     log.flush()  # checks the losses before anything is saved
                     self._checkpoint(workdir, optimizer, sampler, step + 1, amp)
@@ -244,19 +251,22 @@ class ShapePriorSegmenter(Segmenter):
         save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(path), metadata=metadata)
 
     def load(self, path: Path) -> None:
-        """Weights written by `save`. Raises FileNotFoundError (missing file) or ValueError
-        (weights for another size, context or width), each naming the file."""
-        from safetensors import safe_open
-        from safetensors.torch import load_file
+        """Weights written by `save`. Raises FileNotFoundError (missing file), WeightsError (a
+        damaged or foreign file) or ValueError (weights for another size, context or width),
+        each naming the file."""
+        from safetensors import SafetensorError, safe_open
 
         if not path.is_file():
             raise FileNotFoundError(f"{path}: shape-prior weights missing (let the segment stage train them)")
-        with safe_open(str(path), "pt") as handle:
-            saved = handle.metadata() or {}
+        try:
+            with safe_open(str(path), "pt") as handle:
+                saved = handle.metadata() or {}
+        except (SafetensorError, OSError) as exc:
+            raise WeightsError(f"{path}: not a readable weights file, refused ({type(exc).__name__}: {exc})") from None
         mine = {"size": str(self.size), "context": str(self.context), "width": str(self.width)}
         if saved != mine:
             raise ValueError(f"{path}: weights for {saved}, this segmenter is {mine}")
-        self.net.load_state_dict(load_file(str(path), device=self.device))
+        self.net.load_state_dict(read_weights(path, self.device))
         self.net.eval()
         self.trained = True
 

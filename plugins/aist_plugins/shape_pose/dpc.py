@@ -66,6 +66,7 @@ from aist_plugins.training import (
     load_checkpoint,
     make_loader,
     precision_problem,
+    read_weights,
     save_checkpoint,
     setup_distributed,
     to_channels_last,
@@ -285,6 +286,15 @@ class DPC(ShapePoseModel):
         self._amp.update()
         return {k: t.detach() for k, t in terms.items()}
 
+    @torch.no_grad()
+    def _evaluate(self, images, masks, gt_quats, step, generator=None) -> dict[str, torch.Tensor]:
+        """The loss terms of the current weights (eval mode, no update), detached, on the device."""
+        self.net.eval()
+        try:
+            return {k: t.detach() for k, t in self.losses(images, masks, gt_quats, step, generator).items()}
+        finally:
+            self.net.train()
+
     # ------------------------------------------------------------------ training
     def fit(self, dataset: Path, workdir: Path, ctx) -> None:
         """Train on `dataset`'s train split for `steps` steps, resuming from `workdir`; see the
@@ -343,6 +353,8 @@ class DPC(ShapePoseModel):
                 images, masks = self.prepare_images(stack), self.prepare_masks(stack)
                 gt = None if quats is None else quats.to(self.device, non_blocking=True)
                 log.log(step, dist.mean(self._update(images, masks, gt, step, generator)), lr=self.learning_rate)
+                if step + 1 == self.steps:  # the last update is in no logged loss: check the trained weights
+                    log.check_trained(step, dist.mean(self._evaluate(images, masks, gt, step, generator)))
                 if (step + 1) % self.checkpoint_every == 0 or step + 1 == self.steps:
                     log.flush()  # checks the losses (and fills history) before anything is saved
                     if dist.is_main:
@@ -407,8 +419,6 @@ class DPC(ShapePoseModel):
         (path / "config.json").write_text(json.dumps(config))
 
     def load(self, path: Path) -> None:
-        from safetensors.torch import load_file
-
         path = Path(path)
         weights = path / "model.safetensors"
         if not weights.is_file():
@@ -417,7 +427,7 @@ class DPC(ShapePoseModel):
         mine = {"image_size": self.image_size, "num_points": self.num_points, "n_candidates": self.n_candidates}
         if config != mine:
             raise ValueError(f"{path / 'config.json'}: weights were trained with {config}, this model is {mine}")
-        self.net.load_state_dict(load_file(str(weights), device=str(self.device)))
+        self.net.load_state_dict(read_weights(weights, self.device))
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()

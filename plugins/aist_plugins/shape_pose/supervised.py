@@ -38,7 +38,7 @@ from aist_core.constraints import Device, NonNegativeFloat, PositiveFloat, Posit
 from aist_core.dataset import DatasetError, ViewsDataset
 from aist_core.imaging import resize_rgba
 from aist_core.interfaces import ShapePoseModel
-from aist_plugins.training import TrainingLog, default_read_every, load_checkpoint, save_checkpoint
+from aist_plugins.training import TrainingLog, default_read_every, load_checkpoint, read_weights, save_checkpoint
 
 CHECKPOINT = "viewpoint_psgn_checkpoint.pt"
 HISTORY_KEYS = ("step", "azimuth", "residual", "elevation", "chamfer", "total")
@@ -271,6 +271,11 @@ class ViewpointPSGN(ShapePoseModel):
                 terms["total"].backward()
                 self.optimizer.step()
                 log.log(step, {k: v.detach() for k, v in terms.items()}, lr=rate)
+                if step + 1 == self.steps:  # the last update is in no logged loss: check the trained weights
+                    self.net.eval()
+                    with torch.no_grad():
+                        log.check_trained(step, self.losses(batch, quats[pick], gt))
+                    self.net.train()
                 if (step + 1) % self.checkpoint_every == 0 or step + 1 == self.steps:
                     log.flush()  # checks the losses (and fills history) before anything is saved
                     self._checkpoint(workdir / CHECKPOINT, step + 1)
@@ -359,8 +364,6 @@ class ViewpointPSGN(ShapePoseModel):
     def load(self, path: Path) -> None:
         """Read what `save` wrote. Raises FileNotFoundError (missing weights) or ValueError
         (weights of another architecture), each naming the file."""
-        from safetensors.torch import load_file
-
         path = Path(path)
         weights = path / "model.safetensors"
         if not weights.is_file():
@@ -368,7 +371,7 @@ class ViewpointPSGN(ShapePoseModel):
         config = json.loads((path / "config.json").read_text())
         if config != self._config():
             raise ValueError(f"{path / 'config.json'}: weights were trained with {config}, this model is {self._config()}")
-        self.net.load_state_dict(load_file(str(weights), device=str(self.device)))
+        self.net.load_state_dict(read_weights(weights, self.device))
         self.net.eval()
 
     # ------------------------------------------------------------------ inference

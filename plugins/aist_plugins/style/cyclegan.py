@@ -67,6 +67,7 @@ from ..training import (
     load_checkpoint,
     make_loader,
     precision_problem,
+    read_weights,
     registered_name,
     save_checkpoint,
     setup_distributed,
@@ -306,6 +307,8 @@ class CycleGAN(Translator):
                         grid = sample_grid(visuals)
                         save_sample_grid(workdir, self.step, visuals, grid=grid)
                         log.image(self.step, "samples", grid)
+                if self.step == total:  # the last update is in no logged loss: check the trained weights
+                    log.check_trained(self.step, dist.mean(self._evaluate(real_a, real_b)))
                 if self.step % steps_per_epoch == 0 or self.step % self.checkpoint_every == 0 or self.step == total:
                     log.flush()  # checks every loss up to here before anything is saved
                     self._checkpoint(workdir, steps_per_epoch, dist)
@@ -363,6 +366,25 @@ class CycleGAN(Translator):
         row = {k: v.detach() for k, v in terms.items()}
         row.update(g_total=loss_g.detach(), d_a=loss_d_a.detach(), d_b=loss_d_b.detach())
         return row, visuals
+
+    @torch.no_grad()
+    def _evaluate(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The training loss terms of the current weights on (B, C, S, S) batches in [-1, 1],
+        without an update, the image pools or their random draws: the generator terms and each
+        discriminator's loss on this batch's fakes, as detached 0-d tensors on the device."""
+        nets = (self.g_ab, self.g_ba, self.d_a, self.d_b)
+        for net in nets:
+            net.eval()
+        try:
+            with self._amp.autocast():
+                terms, (_ra, fake_b, _rec_a, _rb, fake_a, _rec_b) = self._generator_loss(real_a, real_b)
+                terms = dict(terms, g_total=sum(terms.values()))
+                terms["d_b"] = self._d_loss_b(real_b, fake_b)
+                terms["d_a"] = self._d_loss_a(real_a, fake_a)
+        finally:
+            for net in nets:
+                net.train()
+        return {k: v.detach().float() for k, v in terms.items()}
 
     def _generator_terms(self, real_a: torch.Tensor, real_b: torch.Tensor
                          ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
@@ -470,8 +492,6 @@ class CycleGAN(Translator):
         (path / CONFIG).write_text(json.dumps({**self.arch, "image_size": self.image_size}, indent=2, sort_keys=True))
 
     def load(self, path) -> None:
-        from safetensors.torch import load_file
-
         path = Path(path)
         if not (path / WEIGHTS).is_file():
             raise FileNotFoundError(f"{path / WEIGHTS}: translator weights missing (train the translator first)")
@@ -479,7 +499,7 @@ class CycleGAN(Translator):
         saved_arch = {k: config[k] for k in self.arch}
         if saved_arch != self.arch:
             raise ValueError(f"{path / CONFIG}: weights of architecture {saved_arch}, this translator is {self.arch}")
-        tensors = load_file(str(path / WEIGHTS), device=self.device)
+        tensors = read_weights(path / WEIGHTS, self.device)
         for name in ("g_ab", "g_ba"):
             prefix = name + "."
             getattr(self, name).load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})

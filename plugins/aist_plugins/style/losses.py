@@ -197,7 +197,9 @@ def _build_phi(pretrained: bool, weights: str | None) -> torch.nn.Module:
             raise FileNotFoundError(
                 f"{path}: ResNet-18 ImageNet weights missing; place {RESNET18_FILE} in "
                 f"{path.parent} (or set weights = path, or pretrained = false)")
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        from aist_plugins.training import read_weights  # names the file when it is not weights
+
+        net.load_state_dict(read_weights(path))
     phi = torch.nn.Sequential(*list(net.children())[:-2])  # drop avgpool and fc
     phi.eval()
     for p in phi.parameters():
