@@ -10,7 +10,7 @@ quickstart: install
 	.venv/bin/aist run recipes/quickstart.toml --out aist-runs/quickstart
 
 test: install
-	OMP_NUM_THREADS=1 .venv/bin/python -m pytest -n 2 --dist loadfile -q
+	OMP_NUM_THREADS=1 .venv/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q
 
 bench: install
 	.venv/bin/python benchmarks/run_all.py

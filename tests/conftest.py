@@ -1,12 +1,16 @@
-"""Suite-wide ordering: files holding `slow` tests are collected first.
+"""Suite-wide ordering: the longest file first, then the other files holding `slow` tests.
 
-`make test` runs two workers with `--dist loadfile`, which hands out files in collection order.
-The longest file (tests/segmentation/test_seg_done_when.py, several minutes of shape-prior
-training) used to come near the end in alphabetical order and ran alone while the other worker
-sat idle; started first, it overlaps the rest of the suite.
+`make test` runs two workers with `--dist loadfile --no-loadscope-reorder`, which hands out
+files in collection order (xdist's default reorder would put the files with the most tests
+first instead). tests/segmentation/test_seg_done_when.py trains the shape prior for several
+minutes; in alphabetical order it came last and ran alone while the other worker sat idle, so
+it starts first and overlaps the rest of the suite.
 """
+
+LONGEST = "test_seg_done_when.py"
 
 
 def pytest_collection_modifyitems(items):
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)  # stable: order within each group kept
+    # stable sort: the order within each group is kept
+    items.sort(key=lambda item: (item.path.name != LONGEST, item.path not in slow_files))
