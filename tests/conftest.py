@@ -7,6 +7,10 @@ minutes; in alphabetical order it came last and ran alone while the other worker
 it starts first and overlaps the rest of the suite.
 """
 
+import sys
+
+import pytest
+
 LONGEST = "test_seg_done_when.py"
 
 
@@ -14,3 +18,15 @@ def pytest_collection_modifyitems(items):
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     # stable sort: the order within each group is kept
     items.sort(key=lambda item: (item.path.name != LONGEST, item.path not in slow_files))
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_kept():
+    """A test that changes torch's thread count gets it restored: the suite runs one thread per
+    worker (two workers on two cores), and a leaked count once changed the last bits of a later
+    test's results in the same worker."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    yield
+    if before is not None and torch.get_num_threads() != before:
+        torch.set_num_threads(before)

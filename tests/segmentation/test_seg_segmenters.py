@@ -86,7 +86,6 @@ def test_gmm_log_likelihood_reads_opencv_model_layout():
 
 
 def test_maskrcnn_random_weights_end_to_end():
-    torch.set_num_threads(2)
     seg = MaskRCNNSegmenter(pretrained=False, min_size=96, max_size=128, score_threshold=0.0,
                             detections_per_image=4, batch_size=2)
     images = [photo_with_car(s, shape=(90, 120), box=(20, 25, 100, 70))[0] for s in range(3)]
