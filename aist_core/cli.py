@@ -387,7 +387,10 @@ def report(
     """Write report.md / report.html for one or several finished runs."""
     from aist_core.report import combine
 
-    target = (_folder_option(out, "--out", "report") if out is not None else None) or (runs[0] if len(runs) == 1 else Path("aist-runs") / "combined")
+    if out is not None:
+        target = _folder_option(out, "--out", "report")
+    else:
+        target = runs[0] if len(runs) == 1 else Path("aist-runs") / "combined"
     try:
         combine(runs, target, warn=lambda message: _err(f"aist report: {message}"))
     except FileNotFoundError as exc:

@@ -193,6 +193,22 @@ def load_checkpoint(path: str | os.PathLike, config: Mapping[str, Any], device: 
     return state
 
 
+@contextlib.contextmanager
+def evaluating(*nets: torch.nn.Module) -> Iterator[None]:
+    """`nets` in eval mode under `torch.no_grad()` for the block, each put back in the mode it
+    had: how a trainer evaluates its losses on the trained weights (`TrainingLog.check_trained`)
+    without touching gradients or normalisation statistics."""
+    modes = [net.training for net in nets]
+    for net in nets:
+        net.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for net, mode in zip(nets, modes):
+            net.train(mode)
+
+
 class WeightsError(ValueError):
     """A weights file that cannot be used: unreadable, damaged, not weights, or a pickle that
     would run code. The message is one line naming the file."""

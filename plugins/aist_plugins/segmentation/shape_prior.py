@@ -37,9 +37,8 @@ from aist_core.constraints import Device, Fraction, NonNegativeFloat, NonNegativ
 from aist_core.dataset import DatasetError, ViewsDataset
 from aist_core.interfaces import Instance, Segmenter
 
-from ..training import (LOSS_FILE, MixedPrecision, TrainingLog, WeightsError, check_finite_state,
-                        default_read_every, load_checkpoint, precision_problem, read_weights, save_checkpoint,
-                        to_channels_last)
+from ..training import (LOSS_FILE, MixedPrecision, TrainingLog, check_finite_state, default_read_every, evaluating,
+                        load_checkpoint, precision_problem, read_weights, save_checkpoint, to_channels_last)
 from .copy_paste import CopyPasteSampler, background_patches, window_transform
 from .grabcut import clean_mask, grabcut_from_prior, hint_boxes
 from .unet import UNet
@@ -195,20 +194,15 @@ class ShapePriorSegmenter(Segmenter):
                 for group in optimizer.param_groups:  # a lower rate for the last quarter settles the edges
                     group["lr"] = rate
                 windows, masks = sampler.batch(self.batch_size)
-                with amp.autocast():  # the network only: the losses are float32
-                    logits = self.net(to_channels_last(_to_tensor(windows, self.device), self.channels_last))
-                terms = mask_loss_terms(logits.float(), torch.from_numpy(masks).to(self.device)[:, None].float())
+                terms = self._loss_terms(windows, masks, amp)
                 optimizer.zero_grad()
                 amp.backward(terms["total"])
                 amp.step(optimizer)
                 amp.update()
                 log.log(step, {k: v.detach() for k, v in terms.items()}, lr=rate)
                 if step + 1 == self.steps:  # the last update is in no logged loss: check the trained weights
-                    self.net.eval()
-                    with torch.no_grad(), amp.autocast():
-                        logits = self.net(to_channels_last(_to_tensor(windows, self.device), self.channels_last))
-                    log.check_trained(step, mask_loss_terms(logits.float(), torch.from_numpy(masks).to(self.device)[:, None].float()))
-                    self.net.train()
+                    with evaluating(self.net):
+                        log.check_trained(step, self._loss_terms(windows, masks, amp))
                 if workdir and self.checkpoint_every and (step + 1) % self.checkpoint_every == 0 and step + 1 < self.steps:
                     log.flush()  # checks the losses before anything is saved
                     self._checkpoint(workdir, optimizer, sampler, step + 1, amp)
@@ -216,6 +210,14 @@ class ShapePriorSegmenter(Segmenter):
         check_finite_state("shape-prior", self.net.state_dict(), self.steps - 1, self.learning_rate)
         self.net.eval()
         self.trained = True
+
+    def _loss_terms(self, windows: np.ndarray, masks: np.ndarray, amp: MixedPrecision) -> dict[str, torch.Tensor]:
+        """`mask_loss_terms` of the network on a sampler batch: (B, S, S, 3) uint8 windows and
+        (B, S, S) bool masks. The forward runs under the precision's autocast, the losses in
+        float32."""
+        with amp.autocast():
+            logits = self.net(to_channels_last(_to_tensor(windows, self.device), self.channels_last))
+        return mask_loss_terms(logits.float(), torch.from_numpy(masks).to(self.device)[:, None].float())
 
     def _checkpoint(self, workdir: Path, optimizer, sampler: CopyPasteSampler, step: int, amp: MixedPrecision) -> None:
         state = {"step": step, "net": self.net.state_dict(), "optimizer": optimizer.state_dict(),
@@ -254,19 +256,17 @@ class ShapePriorSegmenter(Segmenter):
         """Weights written by `save`. Raises FileNotFoundError (missing file), WeightsError (a
         damaged or foreign file) or ValueError (weights for another size, context or width),
         each naming the file."""
-        from safetensors import SafetensorError, safe_open
+        from safetensors import safe_open
 
         if not path.is_file():
             raise FileNotFoundError(f"{path}: shape-prior weights missing (let the segment stage train them)")
-        try:
-            with safe_open(str(path), "pt") as handle:
-                saved = handle.metadata() or {}
-        except (SafetensorError, OSError) as exc:
-            raise WeightsError(f"{path}: not a readable weights file, refused ({type(exc).__name__}: {exc})") from None
+        tensors = read_weights(path, self.device)  # first: a damaged file is named here
+        with safe_open(str(path), "pt") as handle:
+            saved = handle.metadata() or {}
         mine = {"size": str(self.size), "context": str(self.context), "width": str(self.width)}
         if saved != mine:
             raise ValueError(f"{path}: weights for {saved}, this segmenter is {mine}")
-        self.net.load_state_dict(read_weights(path, self.device))
+        self.net.load_state_dict(tensors)
         self.net.eval()
         self.trained = True
 

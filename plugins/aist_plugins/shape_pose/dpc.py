@@ -63,6 +63,7 @@ from aist_plugins.training import (
     MixedPrecision,
     TrainingLog,
     default_read_every,
+    evaluating,
     load_checkpoint,
     make_loader,
     precision_problem,
@@ -286,15 +287,6 @@ class DPC(ShapePoseModel):
         self._amp.update()
         return {k: t.detach() for k, t in terms.items()}
 
-    @torch.no_grad()
-    def _evaluate(self, images, masks, gt_quats, step, generator=None) -> dict[str, torch.Tensor]:
-        """The loss terms of the current weights (eval mode, no update), detached, on the device."""
-        self.net.eval()
-        try:
-            return {k: t.detach() for k, t in self.losses(images, masks, gt_quats, step, generator).items()}
-        finally:
-            self.net.train()
-
     # ------------------------------------------------------------------ training
     def fit(self, dataset: Path, workdir: Path, ctx) -> None:
         """Train on `dataset`'s train split for `steps` steps, resuming from `workdir`; see the
@@ -354,7 +346,8 @@ class DPC(ShapePoseModel):
                 gt = None if quats is None else quats.to(self.device, non_blocking=True)
                 log.log(step, dist.mean(self._update(images, masks, gt, step, generator)), lr=self.learning_rate)
                 if step + 1 == self.steps:  # the last update is in no logged loss: check the trained weights
-                    log.check_trained(step, dist.mean(self._evaluate(images, masks, gt, step, generator)))
+                    with evaluating(self.net):
+                        log.check_trained(step, dist.mean(self.losses(images, masks, gt, step, generator)))
                 if (step + 1) % self.checkpoint_every == 0 or step + 1 == self.steps:
                     log.flush()  # checks the losses (and fills history) before anything is saved
                     if dist.is_main:

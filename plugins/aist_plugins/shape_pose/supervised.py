@@ -38,7 +38,8 @@ from aist_core.constraints import Device, NonNegativeFloat, PositiveFloat, Posit
 from aist_core.dataset import DatasetError, ViewsDataset
 from aist_core.imaging import resize_rgba
 from aist_core.interfaces import ShapePoseModel
-from aist_plugins.training import TrainingLog, default_read_every, load_checkpoint, read_weights, save_checkpoint
+from aist_plugins.training import (TrainingLog, default_read_every, evaluating, load_checkpoint, read_weights,
+                                   save_checkpoint)
 
 CHECKPOINT = "viewpoint_psgn_checkpoint.pt"
 HISTORY_KEYS = ("step", "azimuth", "residual", "elevation", "chamfer", "total")
@@ -272,10 +273,8 @@ class ViewpointPSGN(ShapePoseModel):
                 self.optimizer.step()
                 log.log(step, {k: v.detach() for k, v in terms.items()}, lr=rate)
                 if step + 1 == self.steps:  # the last update is in no logged loss: check the trained weights
-                    self.net.eval()
-                    with torch.no_grad():
+                    with evaluating(self.net):
                         log.check_trained(step, self.losses(batch, quats[pick], gt))
-                    self.net.train()
                 if (step + 1) % self.checkpoint_every == 0 or step + 1 == self.steps:
                     log.flush()  # checks the losses (and fills history) before anything is saved
                     self._checkpoint(workdir / CHECKPOINT, step + 1)

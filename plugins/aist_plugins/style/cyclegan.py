@@ -64,6 +64,7 @@ from ..training import (
     TrainingLog,
     check_finite_state,
     default_read_every,
+    evaluating,
     load_checkpoint,
     make_loader,
     precision_problem,
@@ -367,23 +368,15 @@ class CycleGAN(Translator):
         row.update(g_total=loss_g.detach(), d_a=loss_d_a.detach(), d_b=loss_d_b.detach())
         return row, visuals
 
-    @torch.no_grad()
     def _evaluate(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
         """The training loss terms of the current weights on (B, C, S, S) batches in [-1, 1],
         without an update, the image pools or their random draws: the generator terms and each
         discriminator's loss on this batch's fakes, as detached 0-d tensors on the device."""
-        nets = (self.g_ab, self.g_ba, self.d_a, self.d_b)
-        for net in nets:
-            net.eval()
-        try:
-            with self._amp.autocast():
-                terms, (_ra, fake_b, _rec_a, _rb, fake_a, _rec_b) = self._generator_loss(real_a, real_b)
-                terms = dict(terms, g_total=sum(terms.values()))
-                terms["d_b"] = self._d_loss_b(real_b, fake_b)
-                terms["d_a"] = self._d_loss_a(real_a, fake_a)
-        finally:
-            for net in nets:
-                net.train()
+        with evaluating(self.g_ab, self.g_ba, self.d_a, self.d_b), self._amp.autocast():
+            terms, (_ra, fake_b, _rec_a, _rb, fake_a, _rec_b) = self._generator_loss(real_a, real_b)
+            terms = dict(terms, g_total=sum(terms.values()))
+            terms["d_b"] = self._d_loss_b(real_b, fake_b)
+            terms["d_a"] = self._d_loss_a(real_a, fake_a)
         return {k: v.detach().float() for k, v in terms.items()}
 
     def _generator_terms(self, real_a: torch.Tensor, real_b: torch.Tensor
